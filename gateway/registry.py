@@ -1,0 +1,145 @@
+"""The expert registry (`experts.yaml`): which experts exist, where they live, which categories they answer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.launch_spec import LaunchSpec
+
+log = logging.getLogger(__name__)
+
+ROUTED_MODEL = "auto"
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+def default_router_artifact() -> Path:
+    """The router artifact shipped inside the `router_model` package."""
+    return Path(__file__).resolve().parent.parent / "router_model" / "artifacts" / "default"
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names the file, the key and the reason."""
+
+
+class ExpertTimeouts(BaseModel):
+    """Per-expert overrides of the gateway-wide upstream timeouts (seconds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float | None = Field(default=None, gt=0)
+    first_byte: float | None = Field(default=None, gt=0)
+    idle: float | None = Field(default=None, gt=0)
+    total: float | None = Field(default=None, gt=0)
+
+
+class ExpertConfig(BaseModel):
+    """One expert: a served model behind one OpenAI-compatible base URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    url: str = Field(description="the engine's OpenAI-compatible base URL, ending in /v1")
+    model: str = Field(min_length=1, description="the model name the engine serves")
+    categories: list[str] = Field(default_factory=list)
+    description: str = ""
+    launch: LaunchSpec | None = None
+    timeouts: ExpertTimeouts = Field(default_factory=ExpertTimeouts)
+    max_concurrency: int | None = Field(default=None, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == ROUTED_MODEL:
+            raise ValueError(f"'{ROUTED_MODEL}' is reserved for routed requests")
+        return value
+
+
+class RouterConfig(BaseModel):
+    """Which router artifact to load and when to distrust it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact: Path = Field(default_factory=default_router_artifact)
+    min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
+    context_chars: int = Field(default=1000, ge=0, description="earlier conversation text added to the last user turn")
+
+
+class Registry(BaseModel):
+    """The whole registry file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fallback: str
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    experts: list[ExpertConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Registry:
+        names = [e.name for e in self.experts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"expert names must be unique; repeated: {', '.join(duplicates)}")
+        if self.fallback not in names:
+            raise ValueError(f"fallback '{self.fallback}' is not one of the experts ({', '.join(names)})")
+        return self
+
+    def expert(self, name: str) -> ExpertConfig | None:
+        """The expert called `name`, if any."""
+        return next((e for e in self.experts if e.name == name), None)
+
+    def expert_for_category(self, category: str) -> ExpertConfig:
+        """The first expert claiming `category`, else the fallback."""
+        for expert in self.experts:
+            if category in expert.categories:
+                return expert
+        fallback = self.expert(self.fallback)
+        assert fallback is not None  # checked by the validator
+        return fallback
+
+
+def _format_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid expert registry"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_registry(path: Path | str) -> Registry:
+    """Read and validate a registry file (YAML or JSON); raise RegistryError naming file, key and reason."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read expert registry: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: not valid YAML or JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{path}: (top level): expected a mapping with 'fallback' and 'experts'")
+    try:
+        registry = Registry.model_validate(raw)
+    except ValidationError as exc:
+        raise RegistryError(_format_error(path, exc)) from exc
+    if not registry.router.artifact.is_absolute():
+        registry.router.artifact = (path.parent / registry.router.artifact).resolve()
+    return registry
+
+
+def warn_unclaimed(registry: Registry, categories: tuple[str, ...] | list[str]) -> list[str]:
+    """Log and return the router categories no expert claims (they go to the fallback)."""
+    claimed = {c for e in registry.experts for c in e.categories}
+    unclaimed = [c for c in categories if c not in claimed]
+    for category in unclaimed:
+        log.warning("category %r is claimed by no expert; it goes to fallback %r", category, registry.fallback)
+    return unclaimed

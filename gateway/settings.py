@@ -1,0 +1,41 @@
+"""Gateway settings, read once at the edge from flags and `COE_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the gateway process can be told; each field is also `COE_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="COE_", extra="ignore")
+
+    experts: Path = Path("experts.yaml")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, gt=0, lt=65536)
+    log_level: str = "info"
+    request_log: bool = True
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    total_timeout_s: float = Field(default=900.0, gt=0)
+    max_connections: int = Field(default=512, gt=0)
+
+    retry_budget_ratio: float = Field(default=0.2, ge=0, le=1, description="failovers allowed per request seen")
+    retry_budget_min: int = Field(default=10, ge=0, description="failovers always allowed per window")
+    max_concurrency: int = Field(default=256, gt=0, description="per expert, unless the expert sets its own")
+    max_queue: int = Field(default=64, ge=0, description="requests waiting per expert beyond the concurrency cap")
+    queue_timeout_s: float = Field(default=5.0, gt=0)
+
+    probe_interval_s: float = Field(default=5.0, gt=0)
+    breaker_failures: int = Field(default=3, gt=0, description="consecutive failures that open an expert's breaker")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+    api_keys_file: Path | None = None
+    warm_router: bool = True

@@ -1,0 +1,1 @@
+"""The learned query router: embed a prompt, classify it into a category."""
