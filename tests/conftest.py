@@ -1,3 +1,3 @@
 """Shared fixtures live in `tests/fixtures_*.py`; this file only registers them."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures_router"]

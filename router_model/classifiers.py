@@ -1,0 +1,199 @@
+"""Classifiers over embeddings: fitted with scikit-learn, served as plain numpy arrays (no pickle)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class ScoringModel(Protocol):
+    """Turns embeddings into one logit per category; a temperature then makes them probabilities."""
+
+    @property
+    def kind(self) -> str:
+        """The name `model_from_arrays` knows this model by."""
+        ...
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Logits, shape (n, categories), for embeddings of shape (n, dimension)."""
+        ...
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that `model_from_arrays` rebuilds this model from."""
+        ...
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Multinomial logistic regression: one weight row per category."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    kind: str = "logreg"
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """See `ScoringModel.logits`."""
+        return features @ self.coef.T + self.intercept
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """See `ScoringModel.arrays`."""
+        return {"coef": self.coef.astype(np.float32), "intercept": self.intercept.astype(np.float32)}
+
+
+@dataclass(frozen=True)
+class CentroidModel:
+    """Nearest centroid by cosine: the mean normalised embedding of each category."""
+
+    centroids: np.ndarray
+    kind: str = "centroid"
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """See `ScoringModel.logits`."""
+        return features @ self.centroids.T
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """See `ScoringModel.arrays`."""
+        return {"centroids": self.centroids.astype(np.float32)}
+
+
+@dataclass(frozen=True)
+class KNNModel:
+    """k nearest stored embeddings by cosine (one matrix product), votes weighted by similarity.
+
+    Embeddings are held as float32 in memory (converting float16 per query would cost more than the product).
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    n_classes: int
+    k: int = 15
+    sharpness: float = 20.0
+    kind: str = "knn"
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """See `ScoringModel.logits`: log of the similarity-weighted vote share, smoothed."""
+        similarities = features @ self.embeddings.T
+        k = min(self.k, similarities.shape[1])
+        nearest = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+        nearest_similarity = np.take_along_axis(similarities, nearest, axis=1)
+        weights = np.exp(
+            self.sharpness * (nearest_similarity - nearest_similarity.max(axis=1, keepdims=True))
+        )
+        votes = np.zeros((features.shape[0], self.n_classes), dtype=np.float64)
+        np.add.at(votes, (np.arange(features.shape[0])[:, None], self.labels[nearest]), weights)
+        share = votes / votes.sum(axis=1, keepdims=True)
+        return np.log(share + 1e-3)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """See `ScoringModel.arrays`; embeddings stored as float16 to keep the artifact small."""
+        return {
+            "embeddings": self.embeddings.astype(np.float16),
+            "labels": self.labels.astype(np.int32),
+            "n_classes": np.array(self.n_classes),
+            "k": np.array(self.k),
+            "sharpness": np.array(self.sharpness, dtype=np.float32),
+        }
+
+
+@dataclass(frozen=True)
+class MLPModel:
+    """One hidden ReLU layer, fitted by scikit-learn's MLPClassifier."""
+
+    hidden_weights: np.ndarray
+    hidden_bias: np.ndarray
+    output_weights: np.ndarray
+    output_bias: np.ndarray
+    kind: str = "mlp"
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """See `ScoringModel.logits`."""
+        hidden = np.maximum(features @ self.hidden_weights + self.hidden_bias, 0.0)
+        return hidden @ self.output_weights + self.output_bias
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """See `ScoringModel.arrays`."""
+        return {
+            name: value.astype(np.float32)
+            for name, value in (
+                ("hidden_weights", self.hidden_weights),
+                ("hidden_bias", self.hidden_bias),
+                ("output_weights", self.output_weights),
+                ("output_bias", self.output_bias),
+            )
+        }
+
+
+def fit_logreg(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int, regularisation: float = 10.0
+) -> LinearModel:
+    """Fit a multinomial logistic regression (balanced class weights)."""
+    from sklearn.linear_model import LogisticRegression
+
+    fitted = LogisticRegression(C=regularisation, max_iter=2000, class_weight="balanced", random_state=seed)
+    fitted.fit(features, labels)
+    coef = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
+    intercept = np.full(n_classes, -1e4, dtype=np.float32)  # a category absent from training never wins
+    coef[fitted.classes_] = fitted.coef_
+    intercept[fitted.classes_] = fitted.intercept_
+    return LinearModel(coef, intercept)
+
+
+def fit_centroid(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int) -> CentroidModel:
+    """Average and renormalise the embeddings of each category."""
+    centroids = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
+    for label in np.unique(labels):
+        mean = features[labels == label].mean(axis=0)
+        centroids[label] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return CentroidModel(centroids)
+
+
+def fit_knn(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int, k: int = 15) -> KNNModel:
+    """Store the (float16) embeddings; there is nothing else to fit."""
+    return KNNModel(features.astype(np.float32), labels.astype(np.int32), n_classes, k)
+
+
+def fit_mlp(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int, hidden: int = 256
+) -> MLPModel:
+    """Fit a one-hidden-layer MLP with early stopping."""
+    from sklearn.neural_network import MLPClassifier
+
+    if len(np.unique(labels)) != n_classes:
+        raise ValueError("the MLP needs at least one training example of every category")
+    fitted = MLPClassifier(
+        hidden_layer_sizes=(hidden,), alpha=1e-3, max_iter=200, early_stopping=True, random_state=seed
+    )
+    fitted.fit(features, labels)
+    return MLPModel(fitted.coefs_[0], fitted.intercepts_[0], fitted.coefs_[1], fitted.intercepts_[1])
+
+
+FITTERS: dict[str, Callable[..., ScoringModel]] = {
+    "logreg": fit_logreg,
+    "centroid": fit_centroid,
+    "knn": fit_knn,
+    "mlp": fit_mlp,
+}
+
+
+def model_from_arrays(kind: str, arrays: dict[str, Any]) -> ScoringModel:
+    """Rebuild a model saved with `arrays()`."""
+    if kind == "logreg":
+        return LinearModel(arrays["coef"], arrays["intercept"])
+    if kind == "centroid":
+        return CentroidModel(arrays["centroids"])
+    if kind == "knn":
+        return KNNModel(
+            arrays["embeddings"].astype(np.float32),
+            arrays["labels"],
+            int(arrays["n_classes"]),
+            int(arrays["k"]),
+            float(arrays["sharpness"]),
+        )
+    if kind == "mlp":
+        return MLPModel(
+            arrays["hidden_weights"], arrays["hidden_bias"], arrays["output_weights"], arrays["output_bias"]
+        )
+    raise ValueError(f"unknown classifier kind {kind!r}; known: {', '.join(sorted(FITTERS))}")

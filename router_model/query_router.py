@@ -1,0 +1,85 @@
+"""Serving side of the router: load an artifact once, then classify one prompt at a time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router_model.artifact import load_artifact
+from router_model.calibration import softmax
+from router_model.classifiers import ScoringModel
+from router_model.embedders import Embedder, make_embedder
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """The category chosen for one prompt, its calibrated probability, and every alternative."""
+
+    category: str
+    confidence: float
+    ranked: tuple[tuple[str, float], ...]
+
+
+class QueryRouter:
+    """Embedding plus classifier; safe to call from several worker threads (no per-call shared state)."""
+
+    def __init__(
+        self,
+        categories: Sequence[str],
+        embedder: Embedder,
+        model: ScoringModel,
+        temperature: float = 1.0,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.categories: tuple[str, ...] = tuple(categories)
+        self.embedder = embedder
+        self.model = model
+        self.temperature = temperature
+        self.meta: dict[str, Any] = meta or {}
+
+    @classmethod
+    def load(cls, artifact_dir: Path) -> QueryRouter:
+        """Read meta.json and the model; the embedder loads its weights on first use (or in `warm`)."""
+        artifact = load_artifact(Path(artifact_dir))
+        return cls(
+            artifact.categories,
+            make_embedder(artifact.embedder_spec),
+            artifact.model,
+            artifact.temperature,
+            artifact.meta,
+        )
+
+    def warm(self) -> None:
+        """Load the embedder and run one dummy classification so the first request is fast."""
+        self.classify("warm up the router before the first request")
+
+    def classify(self, text: str) -> RoutingDecision:
+        """Route one prompt (CPU-bound; call it off the event loop)."""
+        return self.classify_timed(text)[0]
+
+    def classify_timed(self, text: str) -> tuple[RoutingDecision, dict[str, float]]:
+        """Route one prompt and say how many seconds went to `tokenise`, `embed` and `classify`."""
+        vector, timings = self.embedder.embed_one_timed(text)
+        started = time.perf_counter()
+        probabilities = self.probabilities(vector[None, :])[0]
+        decision = self._decision(probabilities)
+        timings["classify"] = time.perf_counter() - started
+        return decision, timings
+
+    def classify_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
+        """Route many prompts at once (evaluation; the batch embedder is faster per prompt)."""
+        return [self._decision(row) for row in self.probabilities(self.embedder.embed(texts))]
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities, shape (n, categories), for embeddings."""
+        return softmax(self.model.logits(features), self.temperature)
+
+    def _decision(self, probabilities: np.ndarray) -> RoutingDecision:
+        order = np.argsort(-probabilities, kind="stable")
+        ranked = tuple((self.categories[index], float(probabilities[index])) for index in order)
+        return RoutingDecision(ranked[0][0], ranked[0][1], ranked)

@@ -1,0 +1,110 @@
+"""`coe router train` and `coe router eval` end to end on tiny data (hashing embedder, no model weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+
+def test_train_then_eval_json(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "artifact"
+    code = main(
+        [
+            "router",
+            "train",
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--embedder",
+            "hashing",
+            "--seed",
+            "1",
+            "--quiet",
+            "--eval-data",
+            str(tiny_data),
+        ]
+    )
+    assert code == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["scores"]["tiny"]["n"] == 30 and meta["scores"]["tiny"]["file"] == "tiny.jsonl"
+
+    assert (
+        main(
+            [
+                "router",
+                "eval",
+                "--data",
+                str(tiny_data),
+                "--artifact",
+                str(out),
+                "--json",
+                "--latency-queries",
+                "5",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 30
+    assert 0.0 <= report["ece"] <= 1.0
+    assert report["accuracy"] > 0.9
+    assert set(report["per_category"]) == {"code", "legal", "medical"}
+    assert set(report["per_category"]["code"]) == {"precision", "recall", "f1", "support"}
+    assert report["latency"]["n"] == 5
+
+
+def test_eval_prints_a_table(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "artifact"
+    main(
+        [
+            "router",
+            "train",
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--embedder",
+            "hashing",
+            "--quiet",
+            "--classifier",
+            "knn",
+            "--param",
+            "k=3",
+        ]
+    )
+    main(["router", "eval", "--data", str(tiny_data), "--artifact", str(out), "--latency-queries", "3"])
+    printed = capsys.readouterr().out
+    assert "macro_f1=" in printed and "confusion" in printed and "p50=" in printed
+
+
+def test_custom_field_names(tmp_path: Path) -> None:
+    data = tmp_path / "custom.jsonl"
+    rows = [{"text": f"{word} question {i}", "label": word} for word in ("alpha", "beta") for i in range(6)]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "artifact"
+    assert (
+        main(
+            [
+                "router",
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--embedder",
+                "hashing",
+                "--quiet",
+                "--prompt-field",
+                "text",
+                "--label-field",
+                "label",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "meta.json").read_text())["categories"] == ["alpha", "beta"]
