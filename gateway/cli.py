@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     serve = subparsers.add_parser("serve", help="serve the gateway in front of already running experts")
     serve.add_argument("--experts", type=Path, help="expert registry file (YAML or JSON); env COE_EXPERTS")
     serve.add_argument("--host", help="bind address (default 127.0.0.1; env COE_HOST)")
@@ -17,7 +17,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.set_defaults(handler=_serve)
 
 
-def settings_from_args(args: argparse.Namespace):  # noqa: ANN201 - Settings imported lazily
+def settings_from_args(args: argparse.Namespace):
     """Settings from the environment, overridden by the flags the user gave."""
     from gateway.settings import Settings
 

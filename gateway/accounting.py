@@ -1,0 +1,116 @@
+"""One record per request: filled in as the answer flows, closed exactly once into metrics and the request log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.metrics import NO_EXPERT, GatewayMetrics
+
+request_log = logging.getLogger("coe.requests")
+
+
+@dataclass
+class RequestRecord:
+    """What happened to one request; no prompt or answer text, no keys."""
+
+    metrics: GatewayMetrics
+    request_id: str
+    endpoint: str
+    stream: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    expert: str = NO_EXPERT
+    category: str | None = None
+    confidence: float | None = None
+    reason: str | None = None
+    status: int = 200
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    usage_from_engine: bool = False
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    content_events: int = 0
+    error_kind: str | None = None
+    disconnected: bool = False
+    _inflight_expert: str | None = None
+    _closed: bool = False
+
+    def enter_expert(self, expert: str) -> None:
+        """Count the request in flight for this expert (moves with a failover)."""
+        if self._inflight_expert is not None:
+            self.metrics.inflight.labels(self._inflight_expert).dec()
+        self.expert = expert
+        self._inflight_expert = expert
+        self.metrics.inflight.labels(expert).inc()
+
+    def content(self, now: float | None = None) -> None:
+        """One content chunk relayed: feeds TTFT and inter-token latency."""
+        now = now if now is not None else time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = now
+            self.metrics.ttft.labels(self.expert).observe(now - self.started)
+        elif self.last_token_at is not None:
+            self.metrics.itl.labels(self.expert).observe(now - self.last_token_at)
+        self.last_token_at = now
+        self.content_events += 1
+
+    def usage(self, usage: dict[str, Any] | None) -> None:
+        """Token counts as the engine reported them."""
+        if not usage:
+            return
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int):
+            self.prompt_tokens = prompt
+        if isinstance(completion, int):
+            self.output_tokens = completion
+            self.usage_from_engine = True
+
+    def close(self, status: int | None = None) -> None:
+        """Publish the request to metrics and the log; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        if status is not None:
+            self.status = status
+        now = time.perf_counter()
+        m = self.metrics
+        if self._inflight_expert is not None:
+            m.inflight.labels(self._inflight_expert).dec()
+        m.requests.labels(self.expert, self.endpoint, str(self.status)).inc()
+        if self.expert != NO_EXPERT:
+            m.duration.labels(self.expert).observe(now - self.started)
+            if self.output_tokens is None and self.content_events:
+                self.output_tokens = self.content_events  # no usage from the engine: one token per chunk
+            if self.prompt_tokens:
+                m.prompt_tokens.labels(self.expert).inc(self.prompt_tokens)
+            if self.output_tokens:
+                m.output_tokens.labels(self.expert).inc(self.output_tokens)
+            decode = (self.last_token_at or 0) - (self.first_token_at or 0)
+            if self.stream and self.output_tokens and self.output_tokens > 1 and decode > 0:
+                m.tokens_per_second.labels(self.expert).observe((self.output_tokens - 1) / decode)
+            if self.disconnected:
+                m.client_disconnects.labels(self.expert).inc()
+        request_log.info(json.dumps(self.log_fields(now), separators=(",", ":")))
+
+    def log_fields(self, now: float) -> dict[str, Any]:
+        """The request-log line's fields."""
+        ttft = None if self.first_token_at is None else round(self.first_token_at - self.started, 6)
+        return {
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "expert": self.expert,
+            "category": self.category,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
+            "reason": self.reason,
+            "status": self.status,
+            "stream": self.stream,
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "ttft_s": ttft,
+            "duration_s": round(now - self.started, 6),
+            "error": self.error_kind,
+            "client_disconnected": self.disconnected,
+        }

@@ -1,0 +1,121 @@
+"""The app factory: builds a gateway from settings, a registry and injectable parts; nothing runs at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api import build_api
+from gateway.auth import KeyRing
+from gateway.errors import APIError
+from gateway.health import HealthBoard
+from gateway.limits import ExpertLimiter, RetryBudget
+from gateway.metrics import GatewayMetrics
+from gateway.registry import Registry, load_registry, warn_unclaimed
+from gateway.relay import ActiveStreams
+from gateway.routing import Classifier, ExpertSelector
+from gateway.serving import CompletionService
+from gateway.settings import Settings
+from gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+
+ClassifierLoader = Callable[[Path], Classifier]
+
+
+def load_query_router(artifact: Path) -> Classifier:
+    """The trained router from its artifact folder, warmed so the first request is not slow."""
+    from router_model.query_router import QueryRouter
+
+    if not (artifact / "meta.json").is_file():
+        raise FileNotFoundError(f"no router artifact at {artifact} (train one with `coe router train`)")
+    router = QueryRouter.load(artifact)
+    router.warm()
+    return router
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves in the OpenAI shape, including FastAPI's own 404/405/422."""
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, APIError)
+        return exc.response()
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        message = {404: f"Unknown path {request.url.path}", 405: "Method not allowed"}.get(exc.status_code)
+        return APIError(exc.status_code, message or str(exc.detail)).response(dict(exc.headers or {}))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        return APIError(400, "Invalid request.").response()
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return APIError(500, "The gateway failed unexpectedly.", code="internal_error").response()
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def create_app(
+    settings: Settings,
+    registry: Registry | None = None,
+    classifier_loader: ClassifierLoader | None = load_query_router,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """A fresh gateway app; the router is loaded and the HTTP client opened in its lifespan."""
+    registry = registry or load_registry(settings.experts)
+    metrics = GatewayMetrics([e.name for e in registry.experts])
+    health = HealthBoard(
+        registry.experts, settings.breaker_failures, settings.breaker_cooldown_s,
+        on_change=lambda name, up: metrics.expert_up.labels(name).set(1 if up else 0),
+    )
+    keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
+    state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.loop = asyncio.get_running_loop()
+        if classifier_loader is not None:
+            state.classifier = await anyio.to_thread.run_sync(classifier_loader, registry.router.artifact)
+            warn_unclaimed(registry, state.classifier.categories)
+        limits = httpx.Limits(max_connections=settings.max_connections,
+                              max_keepalive_connections=settings.max_connections)
+        async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
+            state.service = CompletionService(
+                settings,
+                ExpertSelector(registry, state.classifier),
+                client,
+                metrics,
+                health,
+                {e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
+                                       settings.max_queue, settings.queue_timeout_s) for e in registry.experts},
+                RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min),
+                state.streams,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+            state.service = None
+
+    app = FastAPI(title="CoE gateway", version="0.1.0", lifespan=lifespan)
+    app.state.coe = state
+    app.include_router(build_api())
+    _install_error_handlers(app)
+    return app

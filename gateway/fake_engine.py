@@ -1,0 +1,231 @@
+"""A fake vLLM engine: vLLM's OpenAI wire format, paced tokens, and faults on demand (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+# Faults a test can ask for; each mimics something engines or proxies really do.
+FAULTS = (
+    "none", "status_500", "status_503", "status_429", "status_400", "html_502", "flat_400", "string_400",
+    "silent", "stall_mid", "reset_mid", "error_event", "malformed", "no_done", "no_usage", "slow_first",
+)
+
+
+class EngineReset(Exception):
+    """Raised inside a stream to make the server drop the connection mid-answer."""
+
+
+@dataclass
+class FakeBehaviour:
+    """What the engine does; tests change it between requests."""
+
+    tokens: int = 8
+    gap_s: float = 0.0
+    fault: str = "none"
+    fault_after: int = 2  # content chunks sent before a mid-stream fault
+    first_delay_s: float = 0.0
+
+
+@dataclass
+class FakeStats:
+    """What the engine saw, for assertions on aborts and leaks."""
+
+    requests: int = 0
+    active: int = 0
+    completed: int = 0
+    aborted: int = 0
+    last_body: dict[str, Any] = field(default_factory=dict)
+    last_headers: dict[str, str] = field(default_factory=dict)
+
+
+def _words(payload: dict[str, Any]) -> int:
+    if "messages" in payload:
+        text = " ".join(m.get("content") or "" for m in payload["messages"] if isinstance(m.get("content"), str))
+    else:
+        prompt = payload.get("prompt", "")
+        text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+    return max(1, len(text.split()))
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class FakeEngine:
+    """An ASGI app serving `/v1/chat/completions`, `/v1/completions`, `/v1/models`, `/health`, `/metrics`."""
+
+    def __init__(self, served_model: str = "fake-model", behaviour: FakeBehaviour | None = None) -> None:
+        self.served_model = served_model
+        self.behaviour = behaviour or FakeBehaviour()
+        self.stats = FakeStats()
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/completions", self._completions, methods=["POST"]),
+            Route("/v1/models", self._models),
+            Route("/health", lambda r: PlainTextResponse("")),
+            Route("/metrics", self._metrics),
+        ])
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    async def _models(self, request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [
+            {"id": self.served_model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": 2048}
+        ]})
+
+    async def _metrics(self, request: Request) -> PlainTextResponse:
+        s = self.stats
+        return PlainTextResponse(
+            f'vllm:num_requests_running{{model_name="{self.served_model}"}} {s.active}\n'
+            f'fake_requests_total {s.requests}\nfake_aborted_total {s.aborted}\n'
+        )
+
+    async def _chat(self, request: Request) -> Response:
+        return await self._answer(request, chat=True)
+
+    async def _completions(self, request: Request) -> Response:
+        return await self._answer(request, chat=False)
+
+    async def _answer(self, request: Request, chat: bool) -> Response:
+        payload = await request.json()
+        self.stats.requests += 1
+        self.stats.last_body = payload
+        self.stats.last_headers = dict(request.headers)
+        b = self.behaviour
+        early = self._early_fault(b.fault)
+        if early is not None:
+            return early
+        if b.fault == "silent":
+            await anyio.sleep(3600)
+        if payload.get("model") != self.served_model:
+            return JSONResponse({"error": {"message": f"The model `{payload.get('model')}` does not exist.",
+                                           "type": "NotFoundError", "param": None, "code": 404}}, status_code=404)
+        ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:16]
+        if payload.get("stream"):
+            return StreamingResponse(self._stream(payload, ident, chat), media_type="text/event-stream")
+        return JSONResponse(self._whole(payload, ident, chat))
+
+    def _early_fault(self, fault: str) -> Response | None:
+        nested = {"error": {"message": "engine failure", "type": "InternalServerError", "param": None, "code": 500}}
+        return {
+            "status_500": JSONResponse(nested, status_code=500),
+            "status_503": JSONResponse({"object": "error", "message": "overloaded", "type": "ServiceUnavailable",
+                                        "code": 503}, status_code=503),
+            "status_429": JSONResponse({"error": {"message": "too many requests"}}, status_code=429,
+                                       headers={"retry-after": "3"}),
+            "status_400": JSONResponse({"error": {"message": "max_tokens is too large", "type": "BadRequestError",
+                                                  "param": "max_tokens", "code": 400}}, status_code=400),
+            "flat_400": JSONResponse({"object": "error", "message": "flat shaped error", "type": "BadRequestError",
+                                      "param": None, "code": 400}, status_code=400),
+            "string_400": JSONResponse("a bare string error", status_code=400),
+            "html_502": Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
+                                 media_type="text/html"),
+        }.get(fault)
+
+    def _text(self, i: int) -> str:
+        return f" tok{i}"
+
+    def _whole(self, payload: dict[str, Any], ident: str, chat: bool) -> dict[str, Any]:
+        n = self._n_tokens(payload)
+        text = "".join(self._text(i) for i in range(n))
+        choice: dict[str, Any] = (
+            {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
+             "logprobs": None, "finish_reason": "stop", "stop_reason": None}
+            if chat else {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop", "stop_reason": None}
+        )
+        self.stats.completed += 1
+        prompt = _words(payload)
+        return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+                "model": self.served_model, "choices": [choice],
+                "usage": {"prompt_tokens": prompt, "total_tokens": prompt + n, "completion_tokens": n}}
+
+    def _n_tokens(self, payload: dict[str, Any]) -> int:
+        limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
+        return min(self.behaviour.tokens, limit) if isinstance(limit, int) else self.behaviour.tokens
+
+    async def _stream(self, payload: dict[str, Any], ident: str, chat: bool) -> AsyncIterator[bytes]:
+        b, s = self.behaviour, self.stats
+        s.active += 1
+        finished = False
+        try:
+            async for event in self._events(payload, ident, chat, b):
+                yield event
+            finished = True
+        finally:
+            s.active -= 1
+            if finished:
+                s.completed += 1
+            else:
+                s.aborted += 1
+
+    async def _events(self, payload: dict[str, Any], ident: str, chat: bool, b: FakeBehaviour) -> AsyncIterator[bytes]:
+        created, n = int(time.time()), self._n_tokens(payload)
+        base = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created, "model": self.served_model}
+        if b.first_delay_s or b.fault == "slow_first":
+            await anyio.sleep(b.first_delay_s or 3600)
+        if chat:
+            yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                             "logprobs": None, "finish_reason": None}]})
+        for i in range(n):
+            if i == b.fault_after and b.fault in ("stall_mid", "reset_mid", "error_event", "malformed"):
+                async for event in self._mid_fault(b.fault):
+                    yield event
+                return
+            if b.gap_s and i:
+                await anyio.sleep(b.gap_s)
+            delta = {"delta": {"content": self._text(i)}} if chat else {"text": self._text(i)}
+            yield _sse({**base, "choices": [{"index": 0, **delta, "logprobs": None, "finish_reason": None}]})
+        last = {"delta": {"content": ""}} if chat else {"text": ""}
+        yield _sse({**base, "choices": [{"index": 0, **last, "logprobs": None, "finish_reason": "stop",
+                                         "stop_reason": None}]})
+        options = payload.get("stream_options") or {}
+        if options.get("include_usage") and b.fault != "no_usage":
+            prompt = _words(payload)
+            yield _sse({**base, "choices": [],
+                        "usage": {"prompt_tokens": prompt, "total_tokens": prompt + n, "completion_tokens": n}})
+        if b.fault != "no_done":
+            yield b"data: [DONE]\n\n"
+
+    async def _mid_fault(self, fault: str) -> AsyncIterator[bytes]:
+        if fault == "stall_mid":
+            await anyio.sleep(3600)
+        elif fault == "reset_mid":
+            raise EngineReset("connection dropped on purpose")
+        elif fault == "error_event":
+            yield _sse({"error": {"message": "engine died mid-answer", "type": "InternalServerError", "code": 500}})
+            yield b"data: [DONE]\n\n"
+        elif fault == "malformed":
+            yield b"data: {this is not json\n\n"
+
+
+def main() -> None:
+    """`python -m gateway.fake_engine --port P --model NAME --tokens N --gap-s S`."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--gap-s", type=float, default=0.0)
+    args = parser.parse_args()
+    engine = FakeEngine(args.model, FakeBehaviour(tokens=args.tokens, gap_s=args.gap_s))
+    uvicorn.run(engine, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

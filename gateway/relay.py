@@ -1,0 +1,171 @@
+"""The streaming answer: relay the engine's events as they come, watch for the client leaving, end cleanly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.accounting import RequestRecord
+from gateway.errors import APIError
+from gateway.sse import DONE_EVENT, EventSplitter, MalformedEvent, StreamTap
+from gateway.upstream import Opened
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+
+
+def stream_error(message: str, code: str, status: int = 502) -> bytes:
+    """One error event for a failure after the stream started."""
+    return APIError(status, message, code=code).sse_event()
+
+
+class ActiveStreams:
+    """The cancel scopes of running relays, so a shutdown can give them a common deadline."""
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self.drain_deadline: float | None = None
+
+    def add(self, scope: anyio.CancelScope) -> None:
+        if self.drain_deadline is not None:
+            scope.deadline = min(scope.deadline, self.drain_deadline)
+        self._scopes.add(scope)
+
+    def discard(self, scope: anyio.CancelScope) -> None:
+        self._scopes.discard(scope)
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    def drain(self, grace_s: float) -> None:
+        """Let every stream run at most `grace_s` more seconds."""
+        self.drain_deadline = anyio.current_time() + grace_s
+        for scope in self._scopes:
+            scope.deadline = min(scope.deadline, self.drain_deadline)
+
+
+class RelayResponse(Response):
+    """An ASGI response relaying one engine stream; the record is closed exactly once, whatever happens."""
+
+    def __init__(
+        self,
+        opened: Opened,
+        tap: StreamTap,
+        record: RequestRecord,
+        resources: AsyncExitStack,
+        headers: dict[str, str],
+        idle_timeout_s: float,
+        total_timeout_s: float,
+        streams: ActiveStreams,
+    ) -> None:
+        self.opened = opened
+        self.tap = tap
+        self.record = record
+        self.resources = resources
+        self.stream_headers = {**SSE_HEADERS, **headers}
+        self.idle_timeout_s = idle_timeout_s
+        self.total_timeout_s = total_timeout_s
+        self.streams = streams
+        self.status_for_record = 200
+        self.status_code = 200
+        self.background = None  # Response.__init__ is skipped: it would add content-length: 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.stream_headers.items()],
+            })
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+                await self._relay(send)
+                tg.cancel_scope.cancel()
+        except OSError:
+            self.record.disconnected = True  # the server could not write: the client is gone
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.opened.response.aclose()
+                await self.resources.aclose()
+            self.record.usage(self.tap.usage)
+            if self.record.disconnected:
+                self.status_for_record = 499
+            self.record.close(self.status_for_record)
+
+    async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.record.disconnected = True
+                scope.cancel()
+                return
+
+    async def _emit(self, send: Send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _fail(self, send: Send, message: str, code: str, kind: str) -> None:
+        self.record.error_kind = kind
+        self.status_for_record = 502
+        await self._emit(send, stream_error(message, code))
+
+    async def _relay(self, send: Send) -> None:
+        splitter = EventSplitter()
+        deadline = anyio.current_time() + self.total_timeout_s
+        with anyio.CancelScope(deadline=deadline) as scope:
+            self.streams.add(scope)
+            try:
+                await self._pump(send, splitter)
+            except MalformedEvent as exc:
+                await self._fail(send, str(exc), "upstream_malformed", "malformed")
+            except TimeoutError:
+                await self._fail(send, "The expert stopped sending (idle timeout).", "upstream_stalled", "stalled")
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__
+                await self._fail(send, f"The expert's stream broke ({kind}).", "upstream_reset", "reset")
+            finally:
+                self.streams.discard(scope)
+        if scope.cancelled_caught:
+            shutting_down = self.streams.drain_deadline is not None
+            message = "The gateway is shutting down." if shutting_down else "The answer took longer than allowed."
+            await self._fail(send, message, "shutdown" if shutting_down else "total_timeout", "cut")
+        await send({"type": "http.response.body", "body": DONE_EVENT if not self.tap.done else b"", "more_body": False})
+
+    async def _pump(self, send: Send, splitter: EventSplitter) -> None:
+        chunk: bytes | None = self.opened.head
+        while chunk is not None:
+            now = time.perf_counter()
+            for event in splitter.feed(chunk):
+                out, has_content = self.tap.process(event)
+                if has_content:
+                    self.record.content(now)
+                if self.tap.error is not None:
+                    await self._upstream_error_event(send)
+                    return
+                if out:
+                    await self._emit(send, out)
+                if self.tap.done:
+                    return
+            with anyio.fail_after(self.idle_timeout_s):
+                chunk = await anext(self.opened.chunks, None)
+        if splitter.pending.strip():
+            raise MalformedEvent("the expert's stream ended inside an event")
+        if not self.tap.finished:
+            message = "The expert's stream ended before the answer did."
+            await self._fail(send, message, "upstream_incomplete", "incomplete")
+
+    async def _upstream_error_event(self, send: Send) -> None:
+        error: dict[str, Any] = self.tap.error or {}
+        message = error.get("message") if isinstance(error.get("message"), str) else "The expert reported an error."
+        await self._fail(send, str(message), "upstream_error", "error_event")

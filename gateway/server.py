@@ -1,0 +1,58 @@
+"""Run the gateway under uvicorn, with a graceful drain on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import FrameType
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.registry import RegistryError
+from gateway.settings import Settings
+from gateway.state import GatewayState
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first exit signal, turn `/ready` to 503 and give running streams the grace period."""
+
+    def __init__(self, config: uvicorn.Config, state: GatewayState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._state.request_drain(self._state.settings.shutdown_grace_s)
+        super().handle_exit(sig, frame)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Plain lines for the gateway's own log; one bare JSON object per line for the request log."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    request_log = logging.getLogger("coe.requests")
+    request_log.propagate = False
+    request_log.setLevel(logging.INFO if settings.request_log else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    request_log.addHandler(handler)
+
+
+def run_server(settings: Settings) -> int:
+    """Serve until stopped; 0 on a clean shutdown, 2 on a bad configuration."""
+    configure_logging(settings)
+    try:
+        app = create_app(settings)
+    except (RegistryError, ValueError) as exc:
+        print(f"coe: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        lifespan="on",
+    )
+    server = DrainingServer(config, app.state.coe)
+    server.run()
+    return 0 if server.started or not server.should_exit else 1

@@ -1,0 +1,125 @@
+"""Server-sent events from an engine: split into events, tap each for usage and content, rewrite `model`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+class MalformedEvent(ValueError):
+    """An event whose data is neither JSON nor `[DONE]`."""
+
+
+class EventSplitter:
+    """Cuts a byte stream into complete events (each ending in a blank line), whatever the read sizes."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; return the events they complete."""
+        if b"\r" in data or b"\r" in self._buffer[-1:]:
+            data = data.replace(b"\r\n", b"\n")
+        self._buffer += data
+        events: list[bytes] = []
+        while (end := self._buffer.find(b"\n\n")) != -1:
+            events.append(self._buffer[: end + 2])
+            self._buffer = self._buffer[end + 2 :]
+        return events
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event not yet complete (left over when a stream ends)."""
+        return self._buffer
+
+
+def _data_of(event: bytes) -> bytes | None:
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _has_content(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+    return bool(choice.get("text"))
+
+
+class ModelRewriter:
+    """Puts the expert's name where the engine wrote its own model name, touching no other byte."""
+
+    def __init__(self, upstream_model: str, expert: str) -> None:
+        old, new = json.dumps(upstream_model).encode(), json.dumps(expert).encode()
+        self.expert = expert
+        self._patterns = ((b'"model":' + old, b'"model":' + new), (b'"model": ' + old, b'"model": ' + new))
+
+    def rewrite(self, raw: bytes, obj: dict[str, Any], sse: bool) -> bytes:
+        """`raw` (the encoding of `obj`) with `model` replaced; re-serialised only if the bytes are unusual."""
+        model = obj.get("model")
+        if model is None or model == self.expert:
+            return raw
+        for old, new in self._patterns:
+            if old in raw:
+                return raw.replace(old, new, 1)
+        return self.serialise(obj, sse)
+
+    def serialise(self, obj: dict[str, Any], sse: bool) -> bytes:
+        """`obj` with our model name, as JSON (or as one SSE event)."""
+        if "model" in obj:
+            obj["model"] = self.expert
+        data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return b"data: " + data + b"\n\n" if sse else data
+
+
+@dataclass
+class StreamTap:
+    """Reads each event in passing; forwards the original bytes with only `model` rewritten."""
+
+    expert: str
+    upstream_model: str
+    keep_usage: bool
+    usage: dict[str, Any] | None = None
+    content_events: int = 0
+    finished: bool = False
+    done: bool = False
+    error: dict[str, Any] | None = None
+    _rewriter: ModelRewriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rewriter = ModelRewriter(self.upstream_model, self.expert)
+
+    def process(self, event: bytes) -> tuple[bytes | None, bool]:
+        """Return (bytes to forward or None to drop, whether this event carried content)."""
+        data = _data_of(event)
+        if data is None:
+            return event, False  # comments and keep-alives pass through
+        if data == b"[DONE]":
+            self.done = True
+            return DONE_EVENT, False
+        try:
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedEvent(f"the expert sent an event that is not JSON: {data[:80]!r}") from exc
+        if not isinstance(obj, dict):
+            raise MalformedEvent("the expert sent an event that is not a JSON object")
+        if "error" in obj and "choices" not in obj:
+            self.error = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
+            return None, False
+        choices = obj.get("choices") or []
+        has_content = any(isinstance(c, dict) and _has_content(c) for c in choices)
+        if has_content:
+            self.content_events += 1
+        if any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
+            self.finished = True
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+            if not self.keep_usage:
+                if not choices:
+                    return None, has_content  # the usage chunk the client did not ask for
+                obj.pop("usage")
+                return self._rewriter.serialise(obj, sse=True), has_content
+        return self._rewriter.rewrite(event, obj, sse=True), has_content

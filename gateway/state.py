@@ -1,0 +1,45 @@
+"""What one gateway app owns while it runs, reached by the handlers through `request.app.state.coe`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from gateway.auth import KeyRing
+from gateway.health import HealthBoard
+from gateway.metrics import GatewayMetrics
+from gateway.registry import Registry
+from gateway.relay import ActiveStreams
+from gateway.routing import Classifier
+from gateway.serving import CompletionService
+from gateway.settings import Settings
+
+
+@dataclass
+class GatewayState:
+    """The app's long-lived parts; `service` and `classifier` appear once the lifespan has started."""
+
+    settings: Settings
+    registry: Registry
+    metrics: GatewayMetrics
+    health: HealthBoard
+    streams: ActiveStreams
+    keys: KeyRing | None
+    classifier: Classifier | None = None
+    service: CompletionService | None = None
+    draining: bool = False
+    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    started_at: float = field(default_factory=time.time)
+
+    def begin_drain(self, grace_s: float) -> None:
+        """Stop taking requests; let running streams finish within `grace_s`."""
+        self.draining = True
+        self.streams.drain(grace_s)
+
+    def request_drain(self, grace_s: float) -> None:
+        """`begin_drain` from a signal handler: hop onto the event loop first."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.begin_drain, grace_s)
+        else:
+            self.draining = True

@@ -1,0 +1,37 @@
+"""Test doubles for what is slow or unavailable in unit tests: the trained router."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CATEGORIES = ("code", "math", "medical", "legal", "finance", "science", "general", "multilingual")
+_KEYWORDS = {
+    "code": ("python", "function", "code", "bug", "javascript"),
+    "math": ("integral", "solve", "equation", "sum of", "derivative"),
+    "medical": ("dizzy", "symptom", "doctor"),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    category: str
+    confidence: float
+    ranked: tuple[tuple[str, float], ...]
+
+
+class KeywordClassifier:
+    """Routes on keywords; 'unsure' in the text gives a low-confidence answer."""
+
+    categories = CATEGORIES
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def classify(self, text: str) -> Decision:
+        self.calls.append(text)
+        lowered = text.lower()
+        best = next((c for c, words in _KEYWORDS.items() if any(w in lowered for w in words)), "general")
+        confidence = 0.2 if "unsure" in lowered else 0.9
+        rest = (1 - confidence) / (len(CATEGORIES) - 1)
+        ranked = ((best, confidence), *((c, rest) for c in CATEGORIES if c != best))
+        return Decision(best, confidence, ranked)
