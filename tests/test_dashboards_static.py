@@ -160,6 +160,16 @@ def test_engine_dashboard_shows_vllm_load_and_throughput() -> None:
     assert wanted <= used
 
 
+def test_gateway_metrics_are_the_ones_the_dashboards_know() -> None:
+    from gateway.metrics import GatewayMetrics
+
+    registry = GatewayMetrics(["general"]).registry
+    exported = {
+        family.name + ("_total" if family.type == "counter" else ""): family.type for family in registry.collect()
+    }
+    assert exported == GATEWAY_METRICS
+
+
 def test_known_vllm_series_exist_in_the_installed_vllm() -> None:
     spec = importlib.util.find_spec("vllm")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
