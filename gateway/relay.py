@@ -79,6 +79,7 @@ class RelayResponse(Response):
         self.total_timeout_s = total_timeout_s
         self.streams = streams
         self.status_for_record = 200
+        self._answered = False
         self.status_code = 200
         self.background = None  # Response.__init__ is skipped: it would add content-length: 0
 
@@ -108,6 +109,8 @@ class RelayResponse(Response):
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                if self._answered:
+                    return
                 self.record.disconnected = True
                 scope.cancel()
                 return
@@ -140,6 +143,7 @@ class RelayResponse(Response):
             shutting_down = self.streams.drain_deadline is not None
             message = "The gateway is shutting down." if shutting_down else "The answer took longer than allowed."
             await self._fail(send, message, "shutdown" if shutting_down else "total_timeout", "cut")
+        self._answered = True  # from here on, a disconnect is the client closing after reading everything
         await send({"type": "http.response.body", "body": DONE_EVENT if not self.tap.done else b"", "more_body": False})
 
     async def _pump(self, send: Send, splitter: EventSplitter) -> None:
