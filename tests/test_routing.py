@@ -1,0 +1,60 @@
+"""Which text is classified, and how categories, confidence and keys become an expert."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from gateway.errors import APIError
+from gateway.routing import ExpertSelector, text_to_classify
+from tests.fakes import KeywordClassifier
+from tests.fixtures_gateway import make_registry
+
+URLS = {"code": "http://c/v1", "math": "http://m/v1", "general": "http://g/v1"}
+
+
+def test_policy_uses_last_user_turn_with_bounded_context() -> None:
+    payload = {"messages": [
+        {"role": "system", "content": "You are a helpful assistant for ACME."},
+        {"role": "user", "content": "how do I sort a list in python"},
+        {"role": "assistant", "content": "use sorted()"},
+        {"role": "user", "content": [{"type": "text", "text": "and in reverse?"}]},
+    ]}
+    assert text_to_classify(payload, 1000) == "how do I sort a list in python\nand in reverse?"
+    assert text_to_classify(payload, 0) == "and in reverse?"
+    assert text_to_classify(payload, 5) == "how d\nand in reverse?"
+
+
+def test_policy_for_completions_and_long_text() -> None:
+    assert text_to_classify({"prompt": "def f():"}, 100) == "def f():"
+    assert text_to_classify({"prompt": ["first", "second"]}, 100) == "first"
+    assert text_to_classify({"prompt": [1, 2, 3]}, 100) == ""
+    assert len(text_to_classify({"messages": [{"role": "user", "content": "x" * 50_000}]}, 100)) == 2000
+
+
+def decide(payload: dict[str, object], allowed: frozenset[str] | None = None):  # type: ignore[no-untyped-def]
+    selector = ExpertSelector(make_registry(URLS), KeywordClassifier())
+    return anyio.run(selector.decide, payload, allowed)
+
+
+def test_classified_low_confidence_and_pinned() -> None:
+    routed = decide({"model": "auto", "messages": [{"role": "user", "content": "python bug"}]})
+    assert (routed.expert.name, routed.reason, routed.category) == ("code", "classified", "code")
+    assert [e.name for e in routed.candidates] == ["code", "math", "general"]
+    unsure = decide({"model": "auto", "messages": [{"role": "user", "content": "unsure python"}]})
+    assert (unsure.expert.name, unsure.reason) == ("general", "low_confidence")
+    pinned = decide({"model": "math", "messages": [{"role": "user", "content": "python"}]})
+    assert (pinned.expert.name, pinned.reason, pinned.candidates) == ("math", "pinned", (pinned.expert,))
+    empty = decide({"model": "auto", "messages": [{"role": "system", "content": "only a system prompt"}]})
+    assert (empty.expert.name, empty.reason) == ("general", "low_confidence")
+
+
+def test_api_key_limits() -> None:
+    limited = decide({"model": "auto", "messages": [{"role": "user", "content": "python"}]}, frozenset({"math"}))
+    assert limited.expert.name == "math" and [e.name for e in limited.candidates] == ["math"]
+    with pytest.raises(APIError) as caught:
+        decide({"model": "code", "messages": [{"role": "user", "content": "x"}]}, frozenset({"math"}))
+    assert caught.value.status == 403
+    with pytest.raises(APIError) as unknown:
+        decide({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+    assert unknown.value.status == 404
