@@ -49,9 +49,9 @@ class ActiveStreams:
     def __len__(self) -> int:
         return len(self._scopes)
 
-    def drain(self, grace_s: float) -> None:
-        """Let every stream run at most `grace_s` more seconds."""
-        self.drain_deadline = anyio.current_time() + grace_s
+    def drain(self, now: float, grace_s: float) -> None:
+        """Let every stream run at most `grace_s` more seconds (`now` on the event loop's clock)."""
+        self.drain_deadline = now + grace_s
         for scope in self._scopes:
             scope.deadline = min(scope.deadline, self.drain_deadline)
 

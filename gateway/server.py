@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.registry import RegistryError
@@ -24,6 +26,10 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._state.request_drain(self._state.settings.shutdown_grace_s)
         super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
+            # uvicorn re-raises the signal after shutting down; a drained SIGTERM is a clean exit (code 0).
+            captured.remove(sig)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -45,6 +51,11 @@ def run_server(settings: Settings) -> int:
     except (RegistryError, ValueError) as exc:
         print(f"coe: {exc}", file=sys.stderr)
         return 2
+    return serve_app(app, settings)
+
+
+def serve_app(app: FastAPI, settings: Settings) -> int:
+    """Run a built gateway app until SIGTERM/SIGINT; 0 after a clean drain."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -55,4 +66,4 @@ def run_server(settings: Settings) -> int:
     )
     server = DrainingServer(config, app.state.coe)
     server.run()
-    return 0 if server.started or not server.should_exit else 1
+    return 0 if server.started else 1

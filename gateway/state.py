@@ -35,7 +35,7 @@ class GatewayState:
     def begin_drain(self, grace_s: float) -> None:
         """Stop taking requests; let running streams finish within `grace_s`."""
         self.draining = True
-        self.streams.drain(grace_s)
+        self.streams.drain(asyncio.get_running_loop().time(), grace_s)
 
     def request_drain(self, grace_s: float) -> None:
         """`begin_drain` from a signal handler: hop onto the event loop first."""
