@@ -9,7 +9,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint system-deps bench clean
+.PHONY: run test lint system-deps bench clean router-artifact
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The shipped router, rebuilt from the permissively licensed router data in ../shared plus the prompts in
+# router_model/data (docs/router.md). Embeddings are cached in .cache/router between runs.
+ROUTER_DATA := ../shared/datasets/router
+ROUTER_SOURCES := gsm8k_train math_test humaneval nl2bash medmcqa medquad pubmedqa legalbench_tasks tatqa mmlu \
+	openbookqa nq_open truthfulqa selfinstruct_user cmath mmath
+router-artifact: $(VENV)/.installed
+	$(BIN)/coe router train --permissive-only --seed 0 --out router_model/artifacts/default --cache .cache/router \
+		--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl) \
+		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

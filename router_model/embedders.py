@@ -47,9 +47,10 @@ class MiniLMEmbedder:
 
     dimension = 384
 
-    def __init__(self, model_dir: Path | None = None, max_tokens: int = 256) -> None:
+    def __init__(self, model_dir: Path | None = None, max_tokens: int = 256, int8: bool = False) -> None:
         self._model_dir = model_dir
         self._max_tokens = max_tokens
+        self._int8 = int8
         self._model: Any = None
         self._load_lock = threading.Lock()
         # A fast tokenizer mutates its truncation state per call, so concurrent calls must not overlap.
@@ -74,6 +75,8 @@ class MiniLMEmbedder:
                 model = SentenceTransformer(str(self._model_dir or minilm_model_dir()), device="cpu")
                 model.max_seq_length = self._max_tokens
                 model.eval()
+                if self._int8:
+                    _quantise_linear_layers(model)
                 self._model = model
             return self._model
 
@@ -106,6 +109,20 @@ class MiniLMEmbedder:
         vector /= max(float(np.linalg.norm(vector)), 1e-12)
         done = time.perf_counter()
         return vector, {"tokenise": tokenised - started, "embed": done - tokenised}
+
+
+def _quantise_linear_layers(model: Any) -> None:
+    """Swap the transformer's linear layers for int8 dynamic-quantised ones (made locally, at load time)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch announces the move of this API to torchao; it still works and needs no extra package.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        quantize_dynamic(model[0].auto_model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 class HashingEmbedder:
@@ -148,7 +165,9 @@ class HashingEmbedder:
 
 
 _FACTORIES: dict[str, Callable[[dict[str, Any]], Embedder]] = {
-    "minilm": lambda spec: MiniLMEmbedder(max_tokens=int(spec.get("max_tokens", 256))),
+    "minilm": lambda spec: MiniLMEmbedder(
+        max_tokens=int(spec.get("max_tokens", 256)), int8=bool(spec.get("int8", False))
+    ),
     "hashing": lambda spec: HashingEmbedder(int(spec["dimension"]), tuple(spec.get("ngram_range", (2, 4)))),
 }
 
