@@ -14,6 +14,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--host", help="bind address (default 127.0.0.1; env COE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8080; env COE_PORT)")
     serve.add_argument("--log-level", help="uvicorn log level (env COE_LOG_LEVEL)")
+    serve.add_argument("--workers", type=int, help="uvicorn worker processes (default 1; env COE_WORKERS)")
     serve.set_defaults(handler=_serve)
 
 
@@ -23,7 +24,7 @@ def settings_from_args(args: argparse.Namespace):
 
     overrides = {
         key: value
-        for key in ("experts", "host", "port", "log_level")
+        for key in ("experts", "host", "port", "log_level", "workers")
         if (value := getattr(args, key, None)) is not None
     }
     return Settings(**overrides)

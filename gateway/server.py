@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import tempfile
 from types import FrameType
 
 import uvicorn
@@ -43,9 +45,31 @@ def configure_logging(settings: Settings) -> None:
     request_log.addHandler(handler)
 
 
+def app_from_environment() -> FastAPI:
+    """The app factory uvicorn's worker processes call (settings from `COE_*`)."""
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def run_workers(settings: Settings) -> int:
+    """Several uvicorn workers, each with its own app; metrics go through a shared multiprocess directory."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coe-metrics-")
+    os.environ["COE_EXPERTS"] = str(settings.experts.resolve())  # the workers read settings from here
+    uvicorn.run(
+        "gateway.server:app_from_environment", factory=True, host=settings.host, port=settings.port,
+        workers=settings.workers, log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+    return 0
+
+
 def run_server(settings: Settings) -> int:
     """Serve until stopped; 0 on a clean shutdown, 2 on a bad configuration."""
     configure_logging(settings)
+    if settings.workers > 1:
+        return run_workers(settings)
     try:
         app = create_app(settings)
     except (RegistryError, ValueError) as exc:

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, gt=0, lt=65536)
     log_level: str = "info"
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes; metrics are merged across them")
     request_log: bool = True
 
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
