@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def failed_section(name: str, exc: BaseException) -> Section:
     """A mode that could not run still appears in the report, with the reason."""
-    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-    return Section(f"{name}: not measured", intro=f"The mode failed in this run: `{last}`")
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return Section(f"{name}: not measured", intro=f"The mode failed in this run: `{type(exc).__name__}: {first_line}`")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,24 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+TIME_WAIT = "06"
+
+
+def time_wait_sockets(remote_port: int) -> int:
+    """Sockets in TIME_WAIT towards `remote_port` (/proc/net/tcp*): left by connections this side closed."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == TIME_WAIT and int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
+                count += 1
+    return count
+
+
 class ServerProcess:
     """One server command, its log file, and the URL that says it is ready."""
 
@@ -127,7 +145,7 @@ class ServerProcess:
             pass
 
     def __enter__(self) -> ServerProcess:
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

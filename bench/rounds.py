@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bench.loadgen import LoadResult, LoadSpec, run_load, warm_up
-from bench.procs import ServerProcess
+from bench.procs import ServerProcess, time_wait_sockets
 from bench.stats import Spread, median, percentile
 
 Say = Callable[[str], None]
@@ -21,6 +21,7 @@ class Target:
     model: str
     server: ServerProcess | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    upstream_port: int | None = None  # count the connections the target closes towards this port
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Measurement:
     round: int
     result: LoadResult
     cpu_s: float | None
+    upstream_closes: int | None = None
 
 
 async def run_rounds(
@@ -51,9 +53,12 @@ async def run_rounds(
             for target in order:
                 spec = spec_for(target, streams)
                 before = target.server.cpu_seconds() if target.server else None
+                closes = time_wait_sockets(target.upstream_port) if target.upstream_port else None
                 result = await run_load(spec)
                 cpu = target.server.cpu_seconds() - before if target.server and before is not None else None
-                measurements.append(Measurement(target.name, streams, index, result, cpu))
+                if target.upstream_port and closes is not None:
+                    closes = time_wait_sockets(target.upstream_port) - closes
+                measurements.append(Measurement(target.name, streams, index, result, cpu, closes))
             say(f"  round {index + 1}/{rounds}, {streams} streams: "
                 + ", ".join(f"{m.target} {_ttft_ms(m):.1f} ms" for m in measurements[-len(targets):]))
     return measurements
@@ -112,6 +117,12 @@ class Comparison:
         return Spread.of([1000 * m.cpu_s / len(m.result.samples) for r in self.rounds
                           if (m := self._by_key.get((target, streams, r))) is not None
                           and m.cpu_s is not None and m.result.samples])
+
+    def upstream_closes_per_request(self, target: str, streams: int) -> Spread:
+        """Per round: connections to the engine the target closed, per request (0 when it pools them)."""
+        return Spread.of([m.upstream_closes / len(m.result.samples) for r in self.rounds
+                          if (m := self._by_key.get((target, streams, r))) is not None
+                          and m.upstream_closes is not None and m.result.samples])
 
     def errors(self, target: str, streams: int) -> tuple[int, int]:
         """Failed and total requests of the target at this concurrency, over all rounds."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from contextlib import ExitStack
+from urllib.parse import urlsplit
 
 from bench.context import BenchContext
 from bench.loadgen import LoadSpec
@@ -28,6 +29,7 @@ def run(ctx: BenchContext) -> Section:
     with ExitStack() as stack:
         engine = stack.enter_context(fake_engine(ctx.log_dir, cfg.tokens, cfg.gap_s))
         engine_url = base_url(engine)
+        port = int(urlsplit(engine_url).port or 0)
         gw = stack.enter_context(gateway(ctx.log_dir, write_registry(
             ctx.work_dir / "overhead-experts.yaml", engine_url, UPSTREAM_MODEL, artifact)))
         fast_registry = write_registry(ctx.work_dir / "overhead-hashing-experts.yaml", engine_url, UPSTREAM_MODEL,
@@ -35,9 +37,9 @@ def run(ctx: BenchContext) -> Section:
         fast = stack.enter_context(gateway(ctx.log_dir, fast_registry, name="gateway-hashing"))
         targets = [
             Target("direct", engine_url, UPSTREAM_MODEL, engine),
-            Target("pinned", base_url(gw), EXPERT, gw),
-            Target("auto", base_url(gw), "auto", gw),
-            Target("auto (hashing router)", base_url(fast), "auto", fast),
+            Target("pinned", base_url(gw), EXPERT, gw, upstream_port=port),
+            Target("auto", base_url(gw), "auto", gw, upstream_port=port),
+            Target("auto (hashing router)", base_url(fast), "auto", fast, upstream_port=port),
         ]
         prompts = short_prompts()
 
@@ -68,10 +70,11 @@ def run(ctx: BenchContext) -> Section:
 def summarise(comparison: Comparison, levels: list[int], names: list[str]) -> Section:
     """The overhead table and the target checks."""
     table = Table(["streams", "path", "TTFT p50 ms", "added TTFT p50 ms", "added TTFT p99 ms", "e2e ratio",
-                   "throughput ratio", "CPU ms/request (gateway; engine on direct)", "errors"])
+                   "throughput ratio", "CPU ms/request (gateway; engine on direct)",
+                   "upstream connections closed/request", "errors"])
     for streams in levels:
         table.rows.append([str(streams), "direct", comparison.ttft_ms("direct", streams).format(2), "–", "–",
-                           "1", "1", comparison.cpu_ms_per_request("direct", streams).format(2),
+                           "1", "1", comparison.cpu_ms_per_request("direct", streams).format(2), "–",
                            _errors(comparison, "direct", streams)])
         for name in names:
             table.rows.append([
@@ -81,6 +84,7 @@ def summarise(comparison: Comparison, levels: list[int], names: list[str]) -> Se
                 comparison.e2e_ratio(name, "direct", streams).format(3),
                 comparison.throughput_ratio(name, "direct", streams).format(3),
                 comparison.cpu_ms_per_request(name, streams).format(2),
+                comparison.upstream_closes_per_request(name, streams).format(2),
                 _errors(comparison, name, streams),
             ])
     pinned_ttft = comparison.added_ttft_ms("pinned", "direct", 1)
