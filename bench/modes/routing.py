@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +25,33 @@ def _timed(router: Any, text: str) -> dict[str, float]:
     return {**timings, "total": time.perf_counter() - started}
 
 
-def measure(router: Any, texts: Sequence[str], queries: int, threads: int) -> list[dict[str, float]]:
-    """`queries` classifications, one at a time (threads=1) or from several threads at once."""
-    chosen = [texts[i % len(texts)] for i in range(queries)]
-    if threads == 1:
-        return [_timed(router, text) for text in chosen]
+def measure(router: Any, texts: Sequence[str], queries: int, threads: int, cap_s: float) -> list[dict[str, float]]:
+    """Up to `queries` classifications within `cap_s` seconds, from `threads` threads at once."""
+    deadline = time.perf_counter() + cap_s
+    samples: list[dict[str, float]] = []
+    lock = threading.Lock()
+    issued = 0
+
+    def worker() -> None:
+        nonlocal issued
+        while time.perf_counter() < deadline:
+            with lock:
+                if issued >= queries:
+                    return
+                index = issued
+                issued += 1
+            sample = _timed(router, texts[index % len(texts)])
+            with lock:
+                samples.append(sample)
+
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda text: _timed(router, text), chosen))
+        for future in [pool.submit(worker) for _ in range(threads)]:
+            future.result()
+    return samples
 
 
 def _row(label: str, kind: str, threads: int, samples: list[dict[str, float]]) -> list[str]:
-    cells = [label, kind, str(threads)]
+    cells = [label, kind, str(threads), str(len(samples))]
     for stage in STAGES:
         values = [s.get(stage, 0.0) for s in samples]
         cells.append(f"{1000 * percentile(values, 50):.2f} / {1000 * percentile(values, 99):.2f}")
@@ -70,7 +87,7 @@ def run(ctx: BenchContext, load: Callable[[Path], Any] | None = None) -> Section
 
     cfg = ctx.config
     load = load or QueryRouter.load
-    table = Table(["router", "queries", "threads", *(f"{s} p50 / p99 ms" for s in STAGES)])
+    table = Table(["router", "queries", "threads", "n", *(f"{s} p50 / p99 ms" for s in STAGES)])
     kinds = {"short (median 38 chars)": short_prompts(), f"long ({len(long_prompts(1)[0])} chars)": long_prompts()}
     variants: list[tuple[str, Path, int | None]] = [(label, artifact, None) for label, artifact in routers(ctx)]
     variants.append((f"{variants[0][0]}, torch.set_num_threads(1)", variants[0][1], 1))
@@ -81,14 +98,14 @@ def run(ctx: BenchContext, load: Callable[[Path], Any] | None = None) -> Section
             for kind, texts in kinds.items():
                 for threads in (1, cfg.routing_threads):
                     ctx.say(f"  routing: {label.split(' ')[0]}, {kind.split(' ')[0]}, {threads} thread(s)")
-                    samples = measure(router, texts, cfg.routing_queries, threads)
+                    samples = measure(router, texts, cfg.routing_queries, threads, cfg.routing_row_cap_s)
                     table.rows.append(_row(label, kind, threads, samples))
     intro = (
-        f"In-process `QueryRouter.classify_timed` on the project's own prompts (`router_model/data`), "
-        f"{cfg.routing_queries} queries per row, after a warm-up. With several threads each figure is one "
-        "query's latency while the others run (the gateway classifies in worker threads). The last rows repeat "
-        "the MiniLM router with torch limited to one intra-op thread: on a busy machine, torch's default of one "
-        "thread per core makes its threads wait for each other. The end-to-end cost through the gateway is the "
-        "`auto` rows of the overhead table."
+        "In-process `QueryRouter.classify_timed` on the project's own prompts (`router_model/data`), "
+        f"up to {cfg.routing_queries} queries or {cfg.routing_row_cap_s:.0f} s per row (n: how many ran), "
+        "after a warm-up. With several threads each figure is one query's latency while the others run (the "
+        "gateway classifies in worker threads). The last rows repeat the MiniLM router with torch limited to one "
+        "intra-op thread: on a busy machine, torch's default of one thread per core makes its threads wait for "
+        "each other. The end-to-end cost through the gateway is the `auto` rows of the overhead table."
     )
     return Section("Routing: cost of a routing decision", intro, [table])
