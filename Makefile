@@ -49,6 +49,7 @@ ROUTER_SOURCES := gsm8k_train math_test humaneval nl2bash medmcqa medquad pubmed
 	openbookqa nq_open truthfulqa selfinstruct_user cmath mmath
 router-artifact: $(VENV)/.installed
 	$(BIN)/coe router train --permissive-only --seed 0 --out router_model/artifacts/default --cache .cache/router \
+		--classifier knn --param k=15 --per-class 1200 --per-source 500 --repeat coe_written=3 \
 		--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl) \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
 

@@ -35,7 +35,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     _add_fields(train)
     train.add_argument("--embedder", choices=("minilm", "hashing"), default="minilm")
-    train.add_argument("--classifier", choices=("logreg", "knn", "centroid", "mlp"), default="logreg")
+    train.add_argument("--classifier", choices=("logreg", "knn", "centroid", "mlp"), default="knn")
     train.add_argument(
         "--param",
         action="append",
@@ -43,7 +43,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="classifier parameter, e.g. regularisation=10 (logreg), k=15 (knn), hidden=256 (mlp)",
     )
-    train.add_argument("--per-class", type=int, default=2000, help="prompts per category at most")
+    train.add_argument("--per-class", type=int, default=1200, help="prompts per category at most")
     train.add_argument(
         "--per-source", type=int, default=800, help="prompts per source within a category at most"
     )
@@ -52,6 +52,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=0.2,
         help="share held out to fit the temperature (then refit on all)",
+    )
+    train.add_argument(
+        "--repeat",
+        action="append",
+        default=[],
+        metavar="SOURCE=N",
+        help="count a source's prompts N times, e.g. coe_written=3",
     )
     train.add_argument("--categories", help="comma-separated label order (default: sorted labels seen)")
     train.add_argument(
@@ -113,7 +120,14 @@ def _train(args: argparse.Namespace) -> int:
     write_router(train_router(config, embedder, log), args.out)
     log(f"wrote {args.out}")
     if args.eval_data:
-        report = _evaluate(args.out, args.eval_data, args.prompt_field, args.label_field, latency_queries=200)
+        report = _evaluate(
+            args.out,
+            args.eval_data,
+            args.prompt_field,
+            args.label_field,
+            latency_queries=200,
+            cache=args.cache,
+        )
         record_scores(args.out, args.eval_data.stem, _scores_for_meta(report, args.eval_data))
         log(
             f"{args.eval_data.name}: macro_f1={report['macro_f1']:.4f} accuracy={report['accuracy']:.4f} "
@@ -133,14 +147,19 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _evaluate(
-    artifact: Path, data: Path, prompt_field: str, label_field: str, latency_queries: int
+    artifact: Path,
+    data: Path,
+    prompt_field: str,
+    label_field: str,
+    latency_queries: int,
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     from router_model.dataset import read_jsonl
     from router_model.evaluation import evaluate_router
     from router_model.query_router import QueryRouter
 
     prompts = read_jsonl(data, prompt_field, label_field).prompts
-    return evaluate_router(QueryRouter.load(artifact), prompts, latency_queries)
+    return evaluate_router(QueryRouter.load(artifact), prompts, latency_queries, cache_dir=cache)
 
 
 def _scores_for_meta(report: dict[str, Any], data: Path) -> dict[str, Any]:

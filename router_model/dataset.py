@@ -66,16 +66,18 @@ def balanced_sample(
     prompts: Sequence[LabelledPrompt], per_class: int, per_source: int, seed: int
 ) -> list[LabelledPrompt]:
     """At most `per_class` prompts per label, drawn evenly across sources (each capped at `per_source`)."""
-    rng = random.Random(seed)
     by_label: dict[str, dict[str, list[LabelledPrompt]]] = defaultdict(lambda: defaultdict(list))
     for prompt in prompts:
         by_label[prompt.label][prompt.source].append(prompt)
     chosen: list[LabelledPrompt] = []
     for label in sorted(by_label):
-        pools = {source: rng.sample(items, len(items)) for source, items in sorted(by_label[label].items())}
-        pools = {source: items[:per_source] for source, items in pools.items()}
-        chosen.extend(_round_robin(list(pools.values()), per_class))
-    rng.shuffle(chosen)
+        # One generator per (label, source): adding or dropping a source leaves the others' draws unchanged.
+        pools = [
+            random.Random(f"{seed}:{label}:{source}").sample(items, min(len(items), per_source))
+            for source, items in sorted(by_label[label].items())
+        ]
+        chosen.extend(_round_robin(pools, per_class))
+    random.Random(seed).shuffle(chosen)
     return chosen
 
 

@@ -5,22 +5,31 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from router_model.dataset import LabelledPrompt
+from router_model.embedding_cache import embed_with_cache
 from router_model.metrics import classification_report, latency_summary
-from router_model.query_router import QueryRouter
+from router_model.query_router import QueryRouter, RoutingDecision
 
 
 def evaluate_router(
-    router: QueryRouter, prompts: Sequence[LabelledPrompt], latency_queries: int = 200, seed: int = 0
+    router: QueryRouter,
+    prompts: Sequence[LabelledPrompt],
+    latency_queries: int = 200,
+    seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Quality over every prompt (batched), then latency over a sample of them, one query at a time."""
     index_of = {name: index for index, name in enumerate(router.categories)}
     known = [p for p in prompts if p.label in index_of]
-    decisions = router.classify_batch([p.text for p in known]) if known else []
+    decisions: list[RoutingDecision] = []
+    if known:
+        features = embed_with_cache(router.embedder, [p.text for p in known], cache_dir)
+        decisions = router.decisions(router.probabilities(features))
     truth = np.array([index_of[p.label] for p in known], dtype=np.int64)
     predicted = np.array([index_of[d.category] for d in decisions], dtype=np.int64)
     confidence = np.array([d.confidence for d in decisions], dtype=np.float64)

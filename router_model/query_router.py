@@ -73,7 +73,11 @@ class QueryRouter:
 
     def classify_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
         """Route many prompts at once (evaluation; the batch embedder is faster per prompt)."""
-        return [self._decision(row) for row in self.probabilities(self.embedder.embed(texts))]
+        return self.decisions(self.probabilities(self.embedder.embed(texts)))
+
+    def decisions(self, probabilities: np.ndarray) -> list[RoutingDecision]:
+        """One decision per row of probabilities."""
+        return [self._decision(row) for row in probabilities]
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, shape (n, categories), for embeddings."""
