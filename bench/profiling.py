@@ -10,6 +10,10 @@ from pathlib import Path
 
 from bench.report import Table
 
+# Threads parked in these are waiting, not working (py-spy's idle filter does not always catch them).
+WAITING = ("Condition.wait (threading.py)", "Event.wait (threading.py)", "Queue.get (queue.py)",
+           "_worker (thread.py)", "select (selectors.py)")
+
 
 def py_spy() -> str | None:
     """The py-spy executable beside this interpreter, or on PATH."""
@@ -47,6 +51,8 @@ def hot_frames(collapsed: Path, top: int = 8) -> tuple[Table, int]:
             continue
         count = int(count_text)
         frames = [_frame_name(f) for f in stack.split(";") if f and not f.startswith("process ")]
+        if frames and frames[-1] in WAITING:
+            continue
         total += count
         for frame in set(frames):
             inclusive[frame] += count

@@ -30,6 +30,8 @@ def profile_under_load(ctx: BenchContext, server: ServerProcess, spec: LoadSpec)
         return None, f"py-spy could not sample the {server.name} (exit {sampler.returncode}); no profile."
     table, samples = hot_frames(out)
     note = (f"A target was missed, so the {server.name} was profiled with py-spy for {seconds} s under "
-            f"{spec.streams} streams to `{spec.model}` ({samples} samples, idle frames included). "
-            "The table lists the frames present in the most samples (inclusive) and on top of the stack (self).")
+            f"{spec.streams} streams to `{spec.model}` ({samples} busy samples; threads parked waiting are left out). "
+            "The table lists the frames most often on top of the stack (self), then the gateway's own frames by "
+            "the share of samples they appear in (inclusive). `Runner.run` self time is the event loop's native "
+            "code (uvloop: polling, socket reads and writes, callback dispatch).")
     return table, note

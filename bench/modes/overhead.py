@@ -101,7 +101,27 @@ def summarise(comparison: Comparison, levels: list[int], names: list[str]) -> Se
         _check("auto (hashing router): added TTFT, 1 stream", f"≤ {FAST_ROUTED_ADDED_TTFT_MS} ms", fast.median,
                FAST_ROUTED_ADDED_TTFT_MS, fast.format(2, " ms")),
     ]
-    return Section("Overhead: gateway vs direct, fake engine", tables=[table], checks=checks)
+    return Section("Overhead: gateway vs direct, fake engine", tables=[table], checks=checks,
+                   notes=readings(comparison, levels))
+
+
+def readings(comparison: Comparison, levels: list[int]) -> list[str]:
+    """Plain statements the figures support, so a reader need not derive them."""
+    notes = []
+    closes = comparison.upstream_closes_per_request("pinned", levels[0]).median
+    if closes >= 0.5:
+        notes.append(
+            f"The gateway closed {closes:.2f} connections to the engine per request at {levels[0]} stream "
+            "(TIME_WAIT sockets towards the engine's port, counted in /proc/net/tcp): it opens a fresh upstream "
+            "connection for each streamed request instead of reusing its pool."
+        )
+    for streams in levels:
+        ours = comparison.cpu_ms_per_request("pinned", streams).median
+        engine = comparison.cpu_ms_per_request("direct", streams).median
+        if not (math.isnan(ours) or math.isnan(engine)) and engine > 0:
+            notes.append(f"{streams} stream(s): the gateway spent {ours / engine:.1f}× the fake engine's CPU time "
+                         f"per request ({ours:.2f} ms against {engine:.2f} ms).")
+    return notes
 
 
 def _check(name: str, goal: str, value: float, limit: float, measured: str) -> TargetCheck:
