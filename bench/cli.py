@@ -35,6 +35,11 @@ def failed_section(name: str, exc: BaseException) -> Section:
     return Section(f"{name}: not measured", intro=f"The mode failed in this run: `{type(exc).__name__}: {first_line}`")
 
 
+def without_machine_paths(text: str) -> str:
+    """The report names paths relative to the checkout or the home folder, never this machine's own."""
+    return text.replace(str(ROOT), ".").replace(str(Path.home()), "~")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen modes in order and write the report; 1 if any mode failed."""
     args = build_parser().parse_args(argv)
@@ -68,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "as medians over rounds with the lowest and highest round in brackets."
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render_report("Benchmarks", preamble, machine, sections), encoding="utf-8")
+    report = render_report("Benchmarks", preamble, machine, sections)
+    args.out.write_text(without_machine_paths(report), encoding="utf-8")
     print(args.out)
     return 1 if failures else 0

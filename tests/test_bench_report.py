@@ -67,3 +67,8 @@ def test_the_command_writes_the_report_and_keeps_a_failed_modes_reason(
     assert code == 1
     assert "## overhead section" in text and "## capacity: not measured" in text
     assert "engine would not start" in text and "--quick" in text
+
+
+def test_the_report_names_no_path_of_this_machine() -> None:
+    text = cli.without_machine_paths(f"log {cli.ROOT}/bench/results/x.log and {Path.home()}/.cache/coe/models")
+    assert text == "log ./bench/results/x.log and ~/.cache/coe/models"
