@@ -47,10 +47,19 @@ class MiniLMEmbedder:
 
     dimension = 384
 
-    def __init__(self, model_dir: Path | None = None, max_tokens: int = 256, int8: bool = False) -> None:
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        max_tokens: int = 256,
+        int8: bool = False,
+        threads: int | None = None,
+    ) -> None:
         self._model_dir = model_dir
         self._max_tokens = max_tokens
         self._int8 = int8
+        self._threads = (
+            threads  # torch intra-op threads, set process-wide on load; None leaves torch's default
+        )
         self._model: Any = None
         self._load_lock = threading.Lock()
         # A fast tokenizer mutates its truncation state per call, so concurrent calls must not overlap.
@@ -70,7 +79,11 @@ class MiniLMEmbedder:
         with self._load_lock:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                import torch
                 from sentence_transformers import SentenceTransformer
+
+                if self._threads is not None:
+                    torch.set_num_threads(self._threads)
 
                 model = SentenceTransformer(str(self._model_dir or minilm_model_dir()), device="cpu")
                 model.max_seq_length = self._max_tokens
@@ -164,11 +177,13 @@ class HashingEmbedder:
         return vector, {"tokenise": 0.0, "embed": time.perf_counter() - started}
 
 
-_FACTORIES: dict[str, Callable[[dict[str, Any]], Embedder]] = {
-    "minilm": lambda spec: MiniLMEmbedder(
-        max_tokens=int(spec.get("max_tokens", 256)), int8=bool(spec.get("int8", False))
+_FACTORIES: dict[str, Callable[[dict[str, Any], int | None], Embedder]] = {
+    "minilm": lambda spec, threads: MiniLMEmbedder(
+        max_tokens=int(spec.get("max_tokens", 256)), int8=bool(spec.get("int8", False)), threads=threads
     ),
-    "hashing": lambda spec: HashingEmbedder(int(spec["dimension"]), tuple(spec.get("ngram_range", (2, 4)))),
+    "hashing": lambda spec, _threads: HashingEmbedder(
+        int(spec["dimension"]), tuple(spec.get("ngram_range", (2, 4)))
+    ),
 }
 
 
@@ -177,9 +192,9 @@ def embedder_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def make_embedder(spec: dict[str, Any]) -> Embedder:
-    """Build an embedder from its spec (as stored in an artifact's meta.json)."""
+def make_embedder(spec: dict[str, Any], threads: int | None = None) -> Embedder:
+    """Build an embedder from its spec (as stored in an artifact's meta.json); `threads` caps torch's."""
     kind = spec.get("kind")
     if kind not in _FACTORIES:
         raise ValueError(f"unknown embedder kind {kind!r}; known: {', '.join(embedder_names())}")
-    return _FACTORIES[kind](spec)
+    return _FACTORIES[kind](spec, threads)

@@ -43,12 +43,16 @@ class QueryRouter:
         self.meta: dict[str, Any] = meta or {}
 
     @classmethod
-    def load(cls, artifact_dir: Path) -> QueryRouter:
-        """Read meta.json and the model; the embedder loads its weights on first use (or in `warm`)."""
+    def load(cls, artifact_dir: Path, torch_threads: int | None = 1) -> QueryRouter:
+        """Read meta.json and the model; the embedder loads its weights on first use (or in `warm`).
+
+        One torch thread per query (process-wide) is faster for a single short text than two that
+        contend, and several worker threads still route several requests in parallel.
+        """
         artifact = load_artifact(Path(artifact_dir))
         return cls(
             artifact.categories,
-            make_embedder(artifact.embedder_spec),
+            make_embedder(artifact.embedder_spec, torch_threads),
             artifact.model,
             artifact.temperature,
             artifact.meta,

@@ -1,0 +1,86 @@
+"""The shipped router: it loads, routes obvious prompts, is thread-safe, and says how it was made."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from router_model.artifact import default_artifact_dir, read_meta
+from router_model.dataset import read_jsonl
+from router_model.evaluation import evaluate_router
+from router_model.licences import is_permissive
+from router_model.query_router import QueryRouter
+
+OBVIOUS = {
+    "how do i reverse a linked list in python": "code",
+    "what is the derivative of x^3 + 2x": "math",
+    "i have had a fever and a sore throat for three days, should i see a doctor": "medical",
+    "can my landlord keep my deposit if i move out early": "legal",
+    "should i put my savings in an index fund or pay off my mortgage": "finance",
+    "why does ice float on water": "science",
+    "write a short poem about the sea for my grandmother's birthday": "general",
+    "¿cuál es la mejor manera de aprender a programar?": "multilingual",
+}
+
+
+@pytest.fixture(scope="module")
+def shipped_router() -> QueryRouter:
+    router = QueryRouter.load(default_artifact_dir())
+    router.warm()
+    return router
+
+
+def test_meta_describes_a_shippable_artifact() -> None:
+    meta = read_meta(default_artifact_dir())
+    assert meta["categories"] == sorted(set(OBVIOUS.values()))
+    assert meta["embedder"]["kind"] == "minilm" and meta["dimension"] == 384
+    sources = meta["training"]["sources"]
+    assert "coe_written" in sources
+    assert all(is_permissive(entry["licence"]) for entry in sources.values()), sources
+    assert all(len(f["sha256"]) == 64 for entry in sources.values() for f in entry["files"])
+    assert {"numpy", "scikit-learn", "sentence-transformers"} <= set(meta["library_versions"])
+    assert meta["scores"]["dev_eval"]["macro_f1"] > 0
+
+
+def test_artifact_stays_small() -> None:
+    size = sum(path.stat().st_size for path in default_artifact_dir().iterdir())
+    assert size < 8 * 1024 * 1024
+
+
+@pytest.mark.slow
+def test_routes_obvious_prompts(shipped_router: QueryRouter) -> None:
+    routed = {text: shipped_router.classify(text).category for text in OBVIOUS}
+    assert routed == OBVIOUS
+
+
+@pytest.mark.slow
+def test_single_and_batch_paths_agree(shipped_router: QueryRouter) -> None:
+    texts = list(OBVIOUS)
+    for text, batched in zip(texts, shipped_router.classify_batch(texts), strict=True):
+        single, timings = shipped_router.classify_timed(text)
+        assert single.category == batched.category
+        assert single.confidence == pytest.approx(batched.confidence, abs=1e-3)
+        assert set(timings) == {"tokenise", "embed", "classify"}
+
+
+@pytest.mark.slow
+def test_concurrent_calls_match_serial_ones(shipped_router: QueryRouter) -> None:
+    texts = list(OBVIOUS) * 4
+    serial = [shipped_router.classify(text) for text in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(shipped_router.classify, texts))
+    assert [d.category for d in threaded] == [d.category for d in serial]
+    for one, other in zip(threaded, serial, strict=True):
+        assert one.confidence == pytest.approx(other.confidence, abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_dev_slice_scores_near_the_recorded_ones(shipped_router: QueryRouter, shared_router_data: Path) -> None:
+    prompts = read_jsonl(shared_router_data / "dev_eval.jsonl").prompts[::10]
+    report = evaluate_router(shipped_router, prompts, latency_queries=0)
+    recorded = json.loads((default_artifact_dir() / "meta.json").read_text())["scores"]["dev_eval"]
+    assert report["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.08)
