@@ -67,3 +67,10 @@ def test_staged_folder_replaces_the_target_only_on_success(tmp_path: Path) -> No
         (staging / "new.bin").write_bytes(b"x")
     assert sorted(p.name for p in target.iterdir()) == ["new.bin"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_source_with_tuples_matches_its_stored_form(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path)
+    source = {"examples": [("question", "answer")]}
+    write_manifest(folder, source)
+    assert verify_folder(folder, source) == []

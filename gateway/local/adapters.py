@@ -62,7 +62,7 @@ def _source(recipe: AdapterRecipe, cache_dir: Path) -> dict[str, Any]:
     return {
         "recipe": TRAINING_RECIPE,
         "base_model": recipe.base_model,
-        "base_weights": base_manifest["files"],
+        "base_weights": {k: v for k, v in base_manifest["files"].items() if k.endswith(".safetensors")},
         "examples": DOMAIN_EXAMPLES[recipe.domain],
     }
 

@@ -56,7 +56,8 @@ def verify_folder(folder: Path, source: dict[str, Any]) -> list[str]:
     manifest = read_manifest(folder)
     if manifest is None:
         return [f"{folder}: no manifest"]
-    if manifest.get("source") != source:
+    # Compare as stored: JSON turns tuples into lists, so the live source goes through JSON too.
+    if manifest.get("source") != json.loads(json.dumps(source)):
         return [f"{folder}: made from a different source or recipe"]
     expected: dict[str, str] = manifest.get("files", {})
     actual = hash_folder(folder)

@@ -14,7 +14,7 @@ from gateway.local.manifest import sha256_file, staged_folder, verify_folder, wr
 Say = Callable[[str], None]
 
 # Bump when the conversion changes, so folders made by an older recipe are made again.
-CONVERSION_RECIPE = "gguf-to-hf-bf16/1"
+CONVERSION_RECIPE = "gguf-to-hf-bf16/2"
 
 
 class ModelPrepareError(RuntimeError):
@@ -116,6 +116,9 @@ def _convert_gguf(gguf: Path, out: Path, say: Say) -> None:
     say("[2/3] copying weights into a fresh model")
     config = loaded.config
     config.dtype = torch.bfloat16
+    # The weights are dequantised: a leftover GGUF quantization_config makes vLLM refuse the folder.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh = fresh.to(torch.bfloat16)
