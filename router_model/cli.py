@@ -35,13 +35,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     _add_fields(train)
     train.add_argument("--embedder", choices=("minilm", "hashing"), default="minilm")
-    train.add_argument("--classifier", choices=("logreg", "knn", "centroid", "mlp"), default="knn")
+    train.add_argument(
+        "--classifier", choices=("knn+logreg", "knn", "logreg", "centroid", "mlp"), default="knn+logreg"
+    )
     train.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="classifier parameter, e.g. regularisation=10 (logreg), k=15 (knn), hidden=256 (mlp)",
+        help="classifier parameter, e.g. regularisation=3 (logreg), k=30 (knn), knn_weight=0.7, hidden=256 (mlp)",
     )
     train.add_argument("--per-class", type=int, default=1200, help="prompts per category at most")
     train.add_argument(

@@ -43,7 +43,7 @@ class TrainConfig:
     label_field: str = "domain"
     per_class: int = 1200
     per_source: int = 500
-    classifier: str = "knn"
+    classifier: str = "knn+logreg"
     classifier_params: dict[str, Any] = field(default_factory=dict)
     calibration_fraction: float = 0.2
     categories: Sequence[str] | None = None

@@ -21,7 +21,7 @@ def make_router(data: Path, out: Path, classifier: str = "logreg", seed: int = 0
     return QueryRouter.load(out)
 
 
-@pytest.mark.parametrize("classifier", ["logreg", "knn", "centroid", "mlp"])
+@pytest.mark.parametrize("classifier", ["knn+logreg", "logreg", "knn", "centroid", "mlp"])
 def test_trained_router_routes_obvious_prompts(tiny_data: Path, tmp_path: Path, classifier: str) -> None:
     router = make_router(tiny_data, tmp_path / "artifact", classifier)
     assert router.categories == ("code", "legal", "medical")
