@@ -67,7 +67,6 @@ def describe(root: Path, extra: dict[str, str]) -> list[tuple[str, str]]:
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", platform.python_version()),
         ("commit", git_revision(root)),
-        ("load average at start (1/5/15 min)", load_average()),
     ]
     rows += [(name, version_of(name)) for name in PACKAGES]
     return rows + list(extra.items())

@@ -59,9 +59,12 @@ def cpu_seconds(pid: int) -> float:
 TIME_WAIT = "06"
 
 
-def time_wait_sockets(remote_port: int) -> int:
-    """Sockets in TIME_WAIT towards `remote_port` (/proc/net/tcp*): left by connections this side closed."""
-    count = 0
+def time_wait_sockets(remote_port: int) -> set[str]:
+    """Local ends of sockets in TIME_WAIT towards `remote_port` (/proc/net/tcp*): connections this side closed.
+
+    A set, not a count: entries expire after a minute, so only ends absent before a load count as new.
+    """
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -70,8 +73,8 @@ def time_wait_sockets(remote_port: int) -> int:
         for line in lines:
             fields = line.split()
             if len(fields) > 3 and fields[3] == TIME_WAIT and int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
-                count += 1
-    return count
+                found.add(fields[1])
+    return found
 
 
 class ServerProcess:

@@ -53,11 +53,11 @@ async def run_rounds(
             for target in order:
                 spec = spec_for(target, streams)
                 before = target.server.cpu_seconds() if target.server else None
-                closes = time_wait_sockets(target.upstream_port) if target.upstream_port else None
+                closed_before = time_wait_sockets(target.upstream_port) if target.upstream_port else set()
                 result = await run_load(spec)
                 cpu = target.server.cpu_seconds() - before if target.server and before is not None else None
-                if target.upstream_port and closes is not None:
-                    closes = time_wait_sockets(target.upstream_port) - closes
+                closes = (len(time_wait_sockets(target.upstream_port) - closed_before)
+                          if target.upstream_port else None)
                 measurements.append(Measurement(target.name, streams, index, result, cpu, closes))
             say(f"  round {index + 1}/{rounds}, {streams} streams: "
                 + ", ".join(f"{m.target} {_ttft_ms(m):.1f} ms" for m in measurements[-len(targets):]))

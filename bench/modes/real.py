@@ -84,8 +84,9 @@ def run(ctx: BenchContext) -> Section:
                               ctx.work_dir / "vllm-bench-real")
             section.tables.append(serve_table(results))
             section.notes.append(f"vLLM's `vllm.benchmarks.serve` (random data set, 64 input and {cfg.real_tokens} "
-                                 f"output tokens, {cfg.vllm_bench_prompts} prompts, 16 at once), direct, then "
-                                 "through the gateway.")
+                                 f"output tokens, {cfg.vllm_bench_prompts} prompts, 16 at once), once direct, then "
+                                 "once through the gateway: one run each, not interleaved, so the engine's own "
+                                 "variation between the two runs shows in full here.")
         except Exception as exc:
             section.notes.append(f"vLLM's serving benchmark could not run here: `{type(exc).__name__}: {exc}`.")
     return section
