@@ -32,7 +32,9 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The router artifact ships in the repo; it is only trained here when someone removed it.
 run: $(VENV)/.installed
+	@test -f router_model/artifacts/default/meta.json || $(MAKE) router-artifact
 	$(BIN)/coe up --experts deploy/local/experts.yaml --port $(PORT)
 
 lint: $(VENV)/.installed
