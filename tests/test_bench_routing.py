@@ -34,7 +34,7 @@ def test_the_query_count_is_the_cap(threads: int) -> None:
 def test_the_time_is_the_cap() -> None:
     router = StubRouter(delay_s=0.05)
     samples = measure(router, ["a"], queries=10_000, threads=2, cap_s=0.2)
-    assert 2 <= len(samples) < 40
+    assert 1 <= len(samples) < 40
 
 
 def test_a_row_reports_p50_and_p99_per_stage() -> None:
