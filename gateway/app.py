@@ -36,8 +36,11 @@ ClassifierLoader = Callable[[Path], Classifier]
 
 def load_query_router(artifact: Path) -> Classifier:
     """The trained router from its artifact folder, warmed so the first request is not slow."""
+    from threadpoolctl import threadpool_limits
+
     from router_model.query_router import QueryRouter
 
+    threadpool_limits(limits=1)  # one BLAS/OpenMP thread per routing call; calls run in parallel threads instead
     if not (artifact / "meta.json").is_file():
         raise FileNotFoundError(f"no router artifact at {artifact} (train one with `coe router train`)")
     router = QueryRouter.load(artifact)

@@ -145,6 +145,14 @@ class RelayResponse(Response):
             await self._fail(send, message, "shutdown" if shutting_down else "total_timeout", "cut")
         self._answered = True  # from here on, a disconnect is the client closing after reading everything
         await send({"type": "http.response.body", "body": DONE_EVENT if not self.tap.done else b"", "more_body": False})
+        if self.tap.done and self.status_for_record == 200:
+            await self._read_to_end()
+
+    async def _read_to_end(self) -> None:
+        """Consume what follows `[DONE]` (normally nothing) so the upstream connection goes back to the pool."""
+        with anyio.move_on_after(1.0):
+            async for _ in self.opened.chunks:
+                pass
 
     async def _pump(self, send: Send, splitter: EventSplitter) -> None:
         chunk: bytes | None = self.opened.head

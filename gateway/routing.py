@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+import anyio
 import anyio.to_thread
 
 from gateway.errors import APIError, model_not_found
@@ -98,9 +100,11 @@ def forbidden_expert(name: str) -> APIError:
 class ExpertSelector:
     """Maps a request's `model` to a RouteDecision using the registry and the router."""
 
-    def __init__(self, registry: Registry, classifier: Classifier | None) -> None:
+    def __init__(self, registry: Registry, classifier: Classifier | None, max_parallel: int | None = None) -> None:
         self.registry = registry
         self.classifier = classifier
+        # More routing threads than cores only makes them contend: queue the rest instead.
+        self._limiter = anyio.CapacityLimiter(max_parallel or os.cpu_count() or 1)
         self._fallback = registry.expert(registry.fallback)
 
     def known_expert(self, model: str) -> ExpertConfig | None:
@@ -149,7 +153,7 @@ class ExpertSelector:
                 candidates=self.candidates_for((), self._fallback),
             )
         started = time.perf_counter()
-        result = await anyio.to_thread.run_sync(self.classifier.classify, text)
+        result = await anyio.to_thread.run_sync(self.classifier.classify, text, limiter=self._limiter)
         seconds = time.perf_counter() - started
         alternatives = tuple(result.ranked[1:4])
         if result.confidence < self.registry.router.min_confidence:

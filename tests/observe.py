@@ -16,12 +16,16 @@ def sample(stack: FakeStack, name: str, **labels: str) -> float:
     return value or 0.0
 
 
-def busy_upstream_connections(stack: FakeStack) -> int:
-    """Connections of the gateway's httpx pool that are not idle (a leak if > 0 when nothing runs)."""
+def upstream_pool(stack: FakeStack) -> list[Any]:
+    """The connections of the gateway's httpx pool."""
     service = stack.state.service
     assert service is not None
-    pool = service.client._transport._pool  # type: ignore[attr-defined]
-    return sum(1 for connection in pool.connections if not connection.is_idle())
+    return list(service.client._transport._pool.connections)  # type: ignore[attr-defined]
+
+
+def busy_upstream_connections(stack: FakeStack) -> int:
+    """Connections of the gateway's httpx pool that are not idle (a leak if > 0 when nothing runs)."""
+    return sum(1 for connection in upstream_pool(stack) if not connection.is_idle())
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:

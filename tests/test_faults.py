@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.fixtures_gateway import FakeStack
-from tests.observe import at_baseline, sample, sse_events, wait_until
+from tests.observe import at_baseline, sample, sse_events, upstream_pool, wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -172,3 +172,12 @@ def test_slow_reader_gets_everything(fake_stack: FakeStack) -> None:
     assert events[-1] == "[DONE]"
     assert sum(1 for e in events[:-1] if e["choices"] and e["choices"][0]["delta"].get("content")) == 400
     assert wait_until(lambda: at_baseline(fake_stack))
+
+
+def test_streams_reuse_the_upstream_connection(fake_stack: FakeStack) -> None:
+    for _ in range(5):
+        assert sse_events(ask(fake_stack, "code", stream=True).content)[-1] == "[DONE]"
+        assert wait_until(lambda: at_baseline(fake_stack))
+    port = fake_stack.engine_servers["code"].port
+    to_code = [c for c in upstream_pool(fake_stack) if c._origin.port == port]
+    assert len(to_code) == 1  # read to the end after [DONE], so kept alive, not re-opened
