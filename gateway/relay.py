@@ -80,6 +80,9 @@ class RelayResponse(Response):
         self.streams = streams
         self.status_for_record = 200
         self._answered = False
+        self._stalled = False
+        self._last_read = 0.0
+        self._scope = anyio.CancelScope()
         self.status_code = 200
         self.background = None  # Response.__init__ is skipped: it would add content-length: 0
 
@@ -90,8 +93,11 @@ class RelayResponse(Response):
                 "status": 200,
                 "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.stream_headers.items()],
             })
+            self._scope = anyio.CancelScope(deadline=anyio.current_time() + self.total_timeout_s)
+            self._last_read = time.monotonic()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+                tg.start_soon(self._watch_idle)
                 await self._relay(send)
                 tg.cancel_scope.cancel()
         except OSError:
@@ -115,6 +121,16 @@ class RelayResponse(Response):
                 scope.cancel()
                 return
 
+    async def _watch_idle(self) -> None:
+        """Cut the relay when the engine sends nothing for `idle_timeout_s` (one timer, not one per chunk)."""
+        while True:
+            left = self._last_read + self.idle_timeout_s - time.monotonic()
+            if left <= 0:
+                self._stalled = True
+                self._scope.cancel()
+                return
+            await anyio.sleep(left)
+
     async def _emit(self, send: Send, data: bytes) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
@@ -125,21 +141,20 @@ class RelayResponse(Response):
 
     async def _relay(self, send: Send) -> None:
         splitter = EventSplitter()
-        deadline = anyio.current_time() + self.total_timeout_s
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with self._scope as scope:
             self.streams.add(scope)
             try:
                 await self._pump(send, splitter)
             except MalformedEvent as exc:
                 await self._fail(send, str(exc), "upstream_malformed", "malformed")
-            except TimeoutError:
-                await self._fail(send, "The expert stopped sending (idle timeout).", "upstream_stalled", "stalled")
             except httpx.HTTPError as exc:
                 kind = type(exc).__name__
                 await self._fail(send, f"The expert's stream broke ({kind}).", "upstream_reset", "reset")
             finally:
                 self.streams.discard(scope)
-        if scope.cancelled_caught:
+        if scope.cancelled_caught and self._stalled:
+            await self._fail(send, "The expert stopped sending (idle timeout).", "upstream_stalled", "stalled")
+        elif scope.cancelled_caught:
             shutting_down = self.streams.drain_deadline is not None
             message = "The gateway is shutting down." if shutting_down else "The answer took longer than allowed."
             await self._fail(send, message, "shutdown" if shutting_down else "total_timeout", "cut")
@@ -158,24 +173,32 @@ class RelayResponse(Response):
         chunk: bytes | None = self.opened.head
         while chunk is not None:
             now = time.perf_counter()
+            outgoing: list[bytes] = []  # every event of one read leaves in one write
             for event in splitter.feed(chunk):
                 out, has_content = self.tap.process(event)
                 if has_content:
                     self.record.content(now)
                 if self.tap.error is not None:
+                    await self._flush(send, outgoing)
                     await self._upstream_error_event(send)
                     return
                 if out:
-                    await self._emit(send, out)
+                    outgoing.append(out)
                 if self.tap.done:
+                    await self._flush(send, outgoing)
                     return
-            with anyio.fail_after(self.idle_timeout_s):
-                chunk = await anext(self.opened.chunks, None)
+            await self._flush(send, outgoing)
+            chunk = await anext(self.opened.chunks, None)
+            self._last_read = time.monotonic()
         if splitter.pending.strip():
             raise MalformedEvent("the expert's stream ended inside an event")
         if not self.tap.finished:
             message = "The expert's stream ended before the answer did."
             await self._fail(send, message, "upstream_incomplete", "incomplete")
+
+    async def _flush(self, send: Send, outgoing: list[bytes]) -> None:
+        if outgoing:
+            await self._emit(send, outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
     async def _upstream_error_event(self, send: Send) -> None:
         error: dict[str, Any] = self.tap.error or {}
