@@ -97,6 +97,10 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """See `Embedder.embed`."""
+        if self._int8:
+            # Dynamic quantisation scales activations per call, so a padded batch gives other vectors than
+            # one text alone; serving embeds one text, so training and evaluation do the same.
+            return self._embed_one_by_one(texts, progress)
         model = self._loaded()
         with self._tokenise_lock:
             vectors = model.encode(
@@ -107,6 +111,12 @@ class MiniLMEmbedder:
                 normalize_embeddings=True,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+    def _embed_one_by_one(self, texts: Sequence[str], progress: bool) -> np.ndarray:
+        from tqdm import tqdm
+
+        rows = [self.embed_one_timed(text)[0] for text in tqdm(texts, disable=not progress, desc="embedding")]
+        return np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
 
     def embed_one_timed(self, text: str) -> tuple[np.ndarray, dict[str, float]]:
         """See `Embedder.embed_one_timed`: the tokenizer and the transformer called directly (no batching)."""
