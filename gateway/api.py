@@ -15,8 +15,8 @@ from gateway.serving import CompletionService
 from gateway.state import GatewayState
 
 
-def get_state(request: Request) -> GatewayState:
-    """The app's GatewayState."""
+async def get_state(request: Request) -> GatewayState:
+    """The app's GatewayState (async, as are all dependencies: FastAPI runs sync ones in a thread pool)."""
     state: GatewayState = request.app.state.coe
     return state
 
@@ -24,7 +24,7 @@ def get_state(request: Request) -> GatewayState:
 StateDep = Annotated[GatewayState, Depends(get_state)]
 
 
-def get_service(state: StateDep) -> CompletionService:
+async def get_service(state: StateDep) -> CompletionService:
     """The completion service, refusing while the gateway starts or drains."""
     if state.draining or state.service is None:
         raise APIError(503, "The gateway is not accepting requests (starting or shutting down).",
@@ -32,7 +32,7 @@ def get_service(state: StateDep) -> CompletionService:
     return state.service
 
 
-def get_caller(request: Request, state: StateDep) -> Caller | None:
+async def get_caller(request: Request, state: StateDep) -> Caller | None:
     """The authenticated caller when API keys are on; None when they are off."""
     if state.keys is None:
         return None
