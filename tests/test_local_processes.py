@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from gateway.local.processes import ChildProcess
-from tests.fixtures_engines import is_alive, wait_until
+from tests.fixtures_engines import is_alive
+from tests.observe import wait_until
 
 # A child that starts a grandchild (as vLLM starts its engine core) and writes both pids.
 FAMILY_SCRIPT = """

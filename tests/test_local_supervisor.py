@@ -12,7 +12,8 @@ from gateway.local.engines import EnginePlan
 from gateway.local.processes import ChildProcess
 from gateway.local.stack import free_port
 from gateway.local.supervisor import Engine, EngineStartError, running_engines
-from tests.fixtures_engines import fake_engine_command, is_alive, wait_until
+from tests.fixtures_engines import fake_engine_command, is_alive
+from tests.observe import wait_until
 
 
 def make_engine(tmp_path: Path, command: list[str], port: int, names: list[str]) -> Engine:
