@@ -37,6 +37,7 @@ class DrainingServer(uvicorn.Server):
 def configure_logging(settings: Settings) -> None:
     """Plain lines for the gateway's own log; one bare JSON object per line for the request log."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # else every upstream call and health probe is logged
     request_log = logging.getLogger("coe.requests")
     request_log.propagate = False
     request_log.setLevel(logging.INFO if settings.request_log else logging.WARNING)
