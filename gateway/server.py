@@ -68,14 +68,20 @@ def run_workers(settings: Settings) -> int:
 
 def run_server(settings: Settings) -> int:
     """Serve until stopped; 0 on a clean shutdown, 2 on a bad configuration."""
-    configure_logging(settings)
     if settings.workers > 1:
+        configure_logging(settings)
         return run_workers(settings)
     try:
         app = create_app(settings)
     except (RegistryError, ValueError) as exc:
         print(f"coe: {exc}", file=sys.stderr)
         return 2
+    artifact = app.state.coe.registry.router.artifact
+    if not (artifact / "meta.json").is_file():
+        print(f"coe: no router artifact at {artifact} (`make router-artifact` or `coe router train` makes one)",
+              file=sys.stderr)
+        return 2
+    configure_logging(settings)
     return serve_app(app, settings)
 
 
