@@ -125,7 +125,13 @@ class CompletionService:
             record.error_kind = record.error_kind or error.code
             record.close(error.status)
             return error.response({"x-request-id": request_id})
-        except BaseException:
+        except Exception:
+            with anyio.CancelScope(shield=True):
+                await resources.aclose()
+            record.error_kind = "internal"
+            record.close(500)
+            raise
+        except BaseException:  # cancelled: the client left while we routed or waited for the engine
             with anyio.CancelScope(shield=True):
                 await resources.aclose()
             record.disconnected = True
