@@ -52,7 +52,7 @@ ROUTER_SOURCES := gsm8k_train math_test humaneval nl2bash medmcqa medquad pubmed
 router-artifact: $(VENV)/.installed
 	$(BIN)/coe router train --permissive-only --seed 0 --out router_model/artifacts/default --cache .cache/router --int8 \
 		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 \
-		--per-class 1200 --per-source 500 --repeat coe_written=3 \
+		--per-class 1200 --per-source 500 \
 		--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl) \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
 

@@ -58,13 +58,6 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         default=0.2,
         help="share held out to fit the temperature (then refit on all)",
     )
-    train.add_argument(
-        "--repeat",
-        action="append",
-        default=[],
-        metavar="SOURCE=N",
-        help="count a source's prompts N times, e.g. coe_written=3",
-    )
     train.add_argument("--categories", help="comma-separated label order (default: sorted labels seen)")
     train.add_argument(
         "--permissive-only",

@@ -50,7 +50,6 @@ class TrainConfig:
     permissive_only: bool = False
     cache_dir: Path | None = None
     progress: bool = False
-    source_repeats: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,9 +89,6 @@ def train_router(
     log(f"training on {len(sample)} prompts: {dict(sorted(Counter(p.label for p in sample).items()))}")
     features = embed_with_cache(embedder, [p.text for p in sample], config.cache_dir, config.progress)
     labels = np.array([index_of[p.label] for p in sample], dtype=np.int64)
-    # A source repeated N times weighs N times as much (the project's own real-user-style prompts are few).
-    repeats = np.array([max(1, config.source_repeats.get(p.source, 1)) for p in sample])
-    features, labels = np.repeat(features, repeats, axis=0), np.repeat(labels, repeats)
 
     fit = FITTERS[config.classifier]
     held_out = _calibration_split(len(sample), config.calibration_fraction, config.seed)
