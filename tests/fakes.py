@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from router_model.query_router import RoutingDecision
 
 CATEGORIES = ("code", "math", "medical", "legal", "finance", "science", "general", "multilingual")
 _KEYWORDS = {
@@ -10,13 +10,6 @@ _KEYWORDS = {
     "math": ("integral", "solve", "equation", "sum of", "derivative"),
     "medical": ("dizzy", "symptom", "doctor"),
 }
-
-
-@dataclass(frozen=True)
-class Decision:
-    category: str
-    confidence: float
-    ranked: tuple[tuple[str, float], ...]
 
 
 class KeywordClassifier:
@@ -27,11 +20,11 @@ class KeywordClassifier:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def classify(self, text: str) -> Decision:
+    def classify(self, text: str) -> RoutingDecision:
         self.calls.append(text)
         lowered = text.lower()
         best = next((c for c, words in _KEYWORDS.items() if any(w in lowered for w in words)), "general")
         confidence = 0.2 if "unsure" in lowered else 0.9
         rest = (1 - confidence) / (len(CATEGORIES) - 1)
         ranked = ((best, confidence), *((c, rest) for c in CATEGORIES if c != best))
-        return Decision(best, confidence, ranked)
+        return RoutingDecision(best, confidence, ranked)
