@@ -80,6 +80,25 @@ class Comparison:
         self._by_key = {(m.target, m.streams, m.round): m for m in measurements}
         self.rounds = sorted({m.round for m in measurements})
 
+    def row(self, name: str, streams: int, baseline: str = "direct") -> list[str]:
+        """The cells every side-by-side table starts with: streams, path, TTFT, added TTFT, ratios, CPU."""
+        if name == baseline:
+            return [str(streams), name, self.ttft_ms(name, streams).format(2), "–", "–", "1", "1",
+                    self.cpu_ms_per_request(name, streams).format(2)]
+        return [
+            str(streams), name, self.ttft_ms(name, streams).format(2),
+            self.added_ttft_ms(name, baseline, streams).format(2),
+            self.added_ttft_ms(name, baseline, streams, q=99).format(2),
+            self.e2e_ratio(name, baseline, streams).format(3),
+            self.throughput_ratio(name, baseline, streams).format(3),
+            self.cpu_ms_per_request(name, streams).format(2),
+        ]
+
+    def errors_cell(self, name: str, streams: int) -> str:
+        """`failed/total` for one path."""
+        failed, total = self.errors(name, streams)
+        return f"{failed}/{total}"
+
     def _pairs(self, target: str, baseline: str, streams: int) -> list[tuple[Measurement, Measurement]]:
         pairs = []
         for r in self.rounds:

@@ -107,3 +107,14 @@ def test_added_ttft_is_taken_round_by_round() -> None:
     assert comparison.cpu_ms_per_request("gw", 1).median == pytest.approx(2.5)
     assert comparison.throughput_ratio("gw", "direct", 1).median == pytest.approx(1.0)
     assert comparison.errors("gw", 1) == (0, 4)
+
+
+def test_side_by_side_rows_share_one_shape() -> None:
+    comparison = Comparison([
+        _measurement("direct", 0, [0.010, 0.010]), _measurement("gw", 0, [0.012, 0.012], cpu_s=0.004),
+    ])
+    direct, gateway = comparison.row("direct", 1), comparison.row("gw", 1)
+    assert len(direct) == len(gateway) == 8
+    assert direct[:2] == ["1", "direct"] and direct[3:7] == ["–", "–", "1", "1"]
+    assert gateway[1] == "gw" and gateway[3].startswith("2.00")
+    assert comparison.errors_cell("gw", 1) == "0/2"

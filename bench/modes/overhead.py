@@ -73,19 +73,12 @@ def summarise(comparison: Comparison, levels: list[int], names: list[str]) -> Se
                    "throughput ratio", "CPU ms/request (gateway; engine on direct)",
                    "upstream connections closed/request", "errors"])
     for streams in levels:
-        table.rows.append([str(streams), "direct", comparison.ttft_ms("direct", streams).format(2), "–", "–",
-                           "1", "1", comparison.cpu_ms_per_request("direct", streams).format(2), "–",
-                           _errors(comparison, "direct", streams)])
+        table.rows.append([*comparison.row("direct", streams), "–", comparison.errors_cell("direct", streams)])
         for name in names:
             table.rows.append([
-                str(streams), name, comparison.ttft_ms(name, streams).format(2),
-                comparison.added_ttft_ms(name, "direct", streams).format(2),
-                comparison.added_ttft_ms(name, "direct", streams, q=99).format(2),
-                comparison.e2e_ratio(name, "direct", streams).format(3),
-                comparison.throughput_ratio(name, "direct", streams).format(3),
-                comparison.cpu_ms_per_request(name, streams).format(2),
+                *comparison.row(name, streams),
                 comparison.upstream_closes_per_request(name, streams).format(2),
-                _errors(comparison, name, streams),
+                comparison.errors_cell(name, streams),
             ])
     pinned_ttft = comparison.added_ttft_ms("pinned", "direct", 1)
     pinned_e2e = comparison.e2e_ratio("pinned", "direct", 16)
@@ -126,8 +119,3 @@ def readings(comparison: Comparison, levels: list[int]) -> list[str]:
 
 def _check(name: str, goal: str, value: float, limit: float, measured: str) -> TargetCheck:
     return TargetCheck(name, goal, measured, None if math.isnan(value) else value <= limit)
-
-
-def _errors(comparison: Comparison, name: str, streams: int) -> str:
-    failed, total = comparison.errors(name, streams)
-    return f"{failed}/{total}"

@@ -102,19 +102,8 @@ def summarise(comparison: Comparison, levels: list[int]) -> Section:
                    "throughput ratio", "CPU ms/request (proxy; engine on direct)", "errors"])
     checks = []
     for streams in levels:
-        table.rows.append([str(streams), "direct", comparison.ttft_ms("direct", streams).format(2), "–", "–", "1",
-                           "1", comparison.cpu_ms_per_request("direct", streams).format(2),
-                           "{}/{}".format(*comparison.errors("direct", streams))])
-        for name in (ours, theirs):
-            table.rows.append([
-                str(streams), name, comparison.ttft_ms(name, streams).format(2),
-                comparison.added_ttft_ms(name, "direct", streams).format(2),
-                comparison.added_ttft_ms(name, "direct", streams, q=99).format(2),
-                comparison.e2e_ratio(name, "direct", streams).format(3),
-                comparison.throughput_ratio(name, "direct", streams).format(3),
-                comparison.cpu_ms_per_request(name, streams).format(2),
-                "{}/{}".format(*comparison.errors(name, streams)),
-            ])
+        for name in ("direct", ours, theirs):
+            table.rows.append([*comparison.row(name, streams), comparison.errors_cell(name, streams)])
         a = comparison.added_ttft_ms(ours, "direct", streams).median
         b = comparison.added_ttft_ms(theirs, "direct", streams).median
         ratio = b / a if a > 0 else math.inf
