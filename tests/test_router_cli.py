@@ -10,25 +10,15 @@ import pytest
 from gateway.cli import main
 
 
+def train(data: Path, out: Path, *options: str) -> int:
+    """`coe router train` with the model-free hashing embedder, quietly."""
+    return main(["router", "train", "--data", str(data), "--out", str(out), "--embedder", "hashing", "--quiet",
+                 *options])
+
+
 def test_train_then_eval_json(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "artifact"
-    code = main(
-        [
-            "router",
-            "train",
-            "--data",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--embedder",
-            "hashing",
-            "--seed",
-            "1",
-            "--quiet",
-            "--eval-data",
-            str(tiny_data),
-        ]
-    )
+    code = train(tiny_data, out, "--seed", "1", "--eval-data", str(tiny_data))
     assert code == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["scores"]["tiny"]["n"] == 30 and meta["scores"]["tiny"]["file"] == "tiny.jsonl"
@@ -60,23 +50,7 @@ def test_train_then_eval_json(tiny_data: Path, tmp_path: Path, capsys: pytest.Ca
 
 def test_eval_prints_a_table(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "artifact"
-    main(
-        [
-            "router",
-            "train",
-            "--data",
-            str(tiny_data),
-            "--out",
-            str(out),
-            "--embedder",
-            "hashing",
-            "--quiet",
-            "--classifier",
-            "knn",
-            "--param",
-            "k=3",
-        ]
-    )
+    train(tiny_data, out, "--classifier", "knn", "--param", "k=3")
     main(["router", "eval", "--data", str(tiny_data), "--artifact", str(out), "--latency-queries", "3"])
     printed = capsys.readouterr().out
     assert "macro_f1=" in printed and "confusion" in printed and "p50=" in printed
@@ -87,24 +61,5 @@ def test_custom_field_names(tmp_path: Path) -> None:
     rows = [{"text": f"{word} question {i}", "label": word} for word in ("alpha", "beta") for i in range(6)]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "artifact"
-    assert (
-        main(
-            [
-                "router",
-                "train",
-                "--data",
-                str(data),
-                "--out",
-                str(out),
-                "--embedder",
-                "hashing",
-                "--quiet",
-                "--prompt-field",
-                "text",
-                "--label-field",
-                "label",
-            ]
-        )
-        == 0
-    )
+    assert train(data, out, "--prompt-field", "text", "--label-field", "label") == 0
     assert json.loads((out / "meta.json").read_text())["categories"] == ["alpha", "beta"]
