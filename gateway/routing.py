@@ -38,7 +38,7 @@ class Classifier(Protocol):
 
     categories: tuple[str, ...]
 
-    def classify(self, text: str) -> Classification: ...
+    def route(self, text: str) -> Classification: ...
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class ExpertSelector:
                 candidates=self.candidates_for((), self._fallback),
             )
         started = time.perf_counter()
-        result = await anyio.to_thread.run_sync(self.classifier.classify, text, limiter=self._limiter)
+        result = await anyio.to_thread.run_sync(self.classifier.route, text, limiter=self._limiter)
         seconds = time.perf_counter() - started
         alternatives = tuple(result.ranked[1:4])
         if result.confidence < self.registry.router.min_confidence:

@@ -49,7 +49,7 @@ def measure_latency(router: QueryRouter, texts: Sequence[str], queries: int, see
     stages: dict[str, list[float]] = {}
     for text in chosen:
         started = time.perf_counter()
-        _, timings = router.classify_timed(text)
+        _, timings = router.route_timed(text)
         totals.append(time.perf_counter() - started)
         for stage, seconds in timings.items():
             stages.setdefault(stage, []).append(seconds)

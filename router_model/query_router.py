@@ -60,13 +60,13 @@ class QueryRouter:
 
     def warm(self) -> None:
         """Load the embedder and run one dummy classification so the first request is fast."""
-        self.classify("warm up the router before the first request")
+        self.route("warm up the router before the first request")
 
-    def classify(self, text: str) -> RoutingDecision:
+    def route(self, text: str) -> RoutingDecision:
         """Route one prompt (CPU-bound; call it off the event loop)."""
-        return self.classify_timed(text)[0]
+        return self.route_timed(text)[0]
 
-    def classify_timed(self, text: str) -> tuple[RoutingDecision, dict[str, float]]:
+    def route_timed(self, text: str) -> tuple[RoutingDecision, dict[str, float]]:
         """Route one prompt and say how many seconds went to `tokenise`, `embed` and `classify`."""
         vector, timings = self.embedder.embed_one_timed(text)
         started = time.perf_counter()
@@ -75,7 +75,7 @@ class QueryRouter:
         timings["classify"] = time.perf_counter() - started
         return decision, timings
 
-    def classify_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
+    def route_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
         """Route many prompts at once (evaluation; the batch embedder is faster per prompt)."""
         return self.decisions(self.probabilities(self.embedder.embed(texts)))
 

@@ -20,7 +20,7 @@ class KeywordClassifier:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def classify(self, text: str) -> RoutingDecision:
+    def route(self, text: str) -> RoutingDecision:
         self.calls.append(text)
         lowered = text.lower()
         best = next((c for c, words in _KEYWORDS.items() if any(w in lowered for w in words)), "general")

@@ -17,7 +17,7 @@ class StubRouter:
         self.delay_s = delay_s
         self.calls = 0
 
-    def classify_timed(self, text: str) -> tuple[str, dict[str, float]]:
+    def route_timed(self, text: str) -> tuple[str, dict[str, float]]:
         self.calls += 1
         time.sleep(self.delay_s)
         return "code", {"tokenise": 0.001, "embed": 0.002, "classify": 0.0005}

@@ -52,15 +52,15 @@ def test_artifact_stays_small() -> None:
 
 @pytest.mark.slow
 def test_routes_obvious_prompts(shipped_router: QueryRouter) -> None:
-    routed = {text: shipped_router.classify(text).category for text in OBVIOUS}
+    routed = {text: shipped_router.route(text).category for text in OBVIOUS}
     assert routed == OBVIOUS
 
 
 @pytest.mark.slow
 def test_single_and_batch_paths_agree(shipped_router: QueryRouter) -> None:
     texts = list(OBVIOUS)
-    for text, batched in zip(texts, shipped_router.classify_batch(texts), strict=True):
-        single, timings = shipped_router.classify_timed(text)
+    for text, batched in zip(texts, shipped_router.route_batch(texts), strict=True):
+        single, timings = shipped_router.route_timed(text)
         assert single.category == batched.category
         assert single.confidence == pytest.approx(batched.confidence, abs=1e-3)
         assert set(timings) == {"tokenise", "embed", "classify"}
@@ -69,9 +69,9 @@ def test_single_and_batch_paths_agree(shipped_router: QueryRouter) -> None:
 @pytest.mark.slow
 def test_concurrent_calls_match_serial_ones(shipped_router: QueryRouter) -> None:
     texts = list(OBVIOUS) * 4
-    serial = [shipped_router.classify(text) for text in texts]
+    serial = [shipped_router.route(text) for text in texts]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        threaded = list(pool.map(shipped_router.classify, texts))
+        threaded = list(pool.map(shipped_router.route, texts))
     assert [d.category for d in threaded] == [d.category for d in serial]
     for one, other in zip(threaded, serial, strict=True):
         assert one.confidence == pytest.approx(other.confidence, abs=1e-5)

@@ -25,7 +25,7 @@ def make_router(data: Path, out: Path, classifier: str = "logreg", seed: int = 0
 def test_trained_router_routes_obvious_prompts(tiny_data: Path, tmp_path: Path, classifier: str) -> None:
     router = make_router(tiny_data, tmp_path / "artifact", classifier)
     assert router.categories == ("code", "legal", "medical")
-    decision = router.classify("how do i reverse a list in python")
+    decision = router.route("how do i reverse a list in python")
     assert decision.category == "code"
     assert decision.ranked[0][0] == decision.category
     assert sorted(name for name, _ in decision.ranked) == sorted(router.categories)

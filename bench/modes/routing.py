@@ -21,7 +21,7 @@ STAGES = ("tokenise", "embed", "classify", "total")
 
 def _timed(router: Any, text: str) -> dict[str, float]:
     started = time.perf_counter()
-    _, timings = router.classify_timed(text)
+    _, timings = router.route_timed(text)
     return {**timings, "total": time.perf_counter() - started}
 
 
@@ -101,7 +101,7 @@ def run(ctx: BenchContext, load: Callable[[Path], Any] | None = None) -> Section
                     samples = measure(router, texts, cfg.routing_queries, threads, cfg.routing_row_cap_s)
                     table.rows.append(_row(label, kind, threads, samples))
     intro = (
-        "In-process `QueryRouter.classify_timed` on the project's own prompts (`router_model/data`), "
+        "In-process `QueryRouter.route_timed` on the project's own prompts (`router_model/data`), "
         f"up to {cfg.routing_queries} queries or {cfg.routing_row_cap_s:.0f} s per row (n: how many ran), "
         "after a warm-up. With several threads each figure is one query's latency while the others run (the "
         "gateway classifies in worker threads). The last rows repeat the MiniLM router with torch limited to one "
