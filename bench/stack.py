@@ -22,7 +22,7 @@ def fake_engine(log_dir: Path, tokens: int, gap_s: float, name: str = "fake-engi
                 cores: set[int] | None = None) -> ServerProcess:
     """The paced fake vLLM engine as its own process."""
     port = free_port()
-    command = [sys.executable, "-m", "gateway.fake_engine", "--port", str(port), "--model", UPSTREAM_MODEL,
+    command = [sys.executable, "-m", "coe_testing.fake_engine", "--port", str(port), "--model", UPSTREAM_MODEL,
                "--tokens", str(tokens), "--gap-s", str(gap_s)]
     return ServerProcess(name, command, f"http://127.0.0.1:{port}/health", log_dir, cores=cores)
 

@@ -82,7 +82,7 @@ def build_api() -> APIRouter:
         up = any(e["up"] for e in experts.values())
         is_ready = up and state.service is not None and not state.draining
         body = {"status": "ready" if is_ready else "not_ready", "draining": state.draining,
-                "router_loaded": state.classifier is not None, "experts": experts}
+                "router_loaded": state.router is not None, "experts": experts}
         return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @api.get("/metrics")

@@ -24,17 +24,17 @@ from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
-from gateway.routing import Classifier, ExpertSelector
+from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
 from gateway.settings import Settings
 from gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 
-ClassifierLoader = Callable[[Path], Classifier]
+RouterLoader = Callable[[Path], Router]
 
 
-def load_query_router(artifact: Path) -> Classifier:
+def load_query_router(artifact: Path) -> Router:
     """The trained router from its artifact folder, warmed so the first request is not slow."""
     from threadpoolctl import threadpool_limits
 
@@ -76,7 +76,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(
     settings: Settings,
     registry: Registry | None = None,
-    classifier_loader: ClassifierLoader | None = load_query_router,
+    router_loader: RouterLoader | None = load_query_router,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """A fresh gateway app; the router is loaded and the HTTP client opened in its lifespan."""
@@ -92,15 +92,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.loop = asyncio.get_running_loop()
-        if classifier_loader is not None:
-            state.classifier = await anyio.to_thread.run_sync(classifier_loader, registry.router.artifact)
-            warn_unclaimed(registry, state.classifier.categories)
+        if router_loader is not None:
+            state.router = await anyio.to_thread.run_sync(router_loader, registry.router.artifact)
+            warn_unclaimed(registry, state.router.categories)
         limits = httpx.Limits(max_connections=settings.max_connections,
                               max_keepalive_connections=settings.max_connections)
         async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
             state.service = CompletionService(
                 settings,
-                ExpertSelector(registry, state.classifier),
+                ExpertSelector(registry, state.router),
                 client,
                 metrics,
                 health,

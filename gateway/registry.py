@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from gateway.launch_spec import LaunchSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,8 @@ class ExpertConfig(BaseModel):
     model: str = Field(min_length=1, description="the model name the engine serves")
     categories: list[str] = Field(default_factory=list)
     description: str = ""
-    launch: LaunchSpec | None = None
+    # Read by tools that start engines (`coe up`); the gateway itself never looks inside.
+    launch: dict[str, Any] | None = None
     timeouts: ExpertTimeouts = Field(default_factory=ExpertTimeouts)
     max_concurrency: int | None = Field(default=None, gt=0)
 

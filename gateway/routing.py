@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import anyio.to_thread
@@ -14,36 +14,27 @@ import anyio.to_thread
 from gateway.errors import APIError, model_not_found
 from gateway.registry import ROUTED_MODEL, ExpertConfig, Registry
 
+if TYPE_CHECKING:
+    from router_model.query_router import RoutingDecision
+
 RouteReason = Literal["classified", "pinned", "low_confidence", "failover"]
 
 # Long pasted text says what it is in its first lines; the embedder reads ~256 tokens anyway.
 MAX_CLASSIFIED_CHARS = 2000
 
 
-class Classification(Protocol):
-    """What a router returns (router_model.RoutingDecision satisfies it)."""
+class Router(Protocol):
+    """A query router (router_model.QueryRouter): one synchronous, CPU-bound call per query."""
 
     @property
-    def category(self) -> str: ...
+    def categories(self) -> tuple[str, ...]: ...
 
-    @property
-    def confidence(self) -> float: ...
-
-    @property
-    def ranked(self) -> tuple[tuple[str, float], ...]: ...
-
-
-class Classifier(Protocol):
-    """A query router: one synchronous, CPU-bound call per query."""
-
-    categories: tuple[str, ...]
-
-    def route(self, text: str) -> Classification: ...
+    def route(self, text: str) -> RoutingDecision: ...
 
 
 @dataclass(frozen=True)
-class RouteDecision:
-    """Which expert answers, and why; `candidates` is the failover order (the chosen expert first)."""
+class ExpertChoice:
+    """Which expert answers a request, and why; `candidates` is the failover order (the chosen expert first)."""
 
     expert: ExpertConfig
     reason: RouteReason
@@ -98,11 +89,11 @@ def forbidden_expert(name: str) -> APIError:
 
 
 class ExpertSelector:
-    """Maps a request's `model` to a RouteDecision using the registry and the router."""
+    """Maps a request's `model` to a ExpertChoice using the registry and the router."""
 
-    def __init__(self, registry: Registry, classifier: Classifier | None, max_parallel: int | None = None) -> None:
+    def __init__(self, registry: Registry, router: Router | None, max_parallel: int | None = None) -> None:
         self.registry = registry
-        self.classifier = classifier
+        self.router = router
         # More routing threads than cores only makes them contend: queue the rest instead.
         self._limiter = anyio.CapacityLimiter(max_parallel or os.cpu_count() or 1)
         self._fallback = registry.expert(registry.fallback)
@@ -122,7 +113,7 @@ class ExpertSelector:
             order.append(self._fallback)
         return tuple(order)
 
-    async def decide(self, payload: dict[str, Any], allowed: frozenset[str] | None = None) -> RouteDecision:
+    async def decide(self, payload: dict[str, Any], allowed: frozenset[str] | None = None) -> ExpertChoice:
         """Pin, route, or refuse (404, 403) the request's `model`; `allowed` limits the experts (API keys)."""
         model = payload.get("model")
         assert isinstance(model, str)
@@ -132,7 +123,7 @@ class ExpertSelector:
                 raise model_not_found(model)
             if allowed is not None and pinned.name not in allowed:
                 raise forbidden_expert(pinned.name)
-            return RouteDecision(expert=pinned, reason="pinned", candidates=(pinned,))
+            return ExpertChoice(expert=pinned, reason="pinned", candidates=(pinned,))
         decision = await self._route(payload)
         if allowed is None:
             return decision
@@ -141,26 +132,26 @@ class ExpertSelector:
             raise forbidden_expert(decision.expert.name)
         return replace(decision, expert=candidates[0], candidates=candidates)
 
-    async def _route(self, payload: dict[str, Any]) -> RouteDecision:
+    async def _route(self, payload: dict[str, Any]) -> ExpertChoice:
         """Classify the request's text and map the category to an expert."""
         assert self._fallback is not None
         text = text_to_classify(payload, self.registry.router.context_chars)
-        if self.classifier is None or not text.strip():
-            return RouteDecision(
+        if self.router is None or not text.strip():
+            return ExpertChoice(
                 expert=self._fallback,
                 reason="low_confidence",
                 confidence=0.0,
                 candidates=self.candidates_for((), self._fallback),
             )
         started = time.perf_counter()
-        result = await anyio.to_thread.run_sync(self.classifier.route, text, limiter=self._limiter)
+        result = await anyio.to_thread.run_sync(self.router.route, text, limiter=self._limiter)
         seconds = time.perf_counter() - started
         alternatives = tuple(result.ranked[1:4])
         if result.confidence < self.registry.router.min_confidence:
             expert, reason = self._fallback, "low_confidence"
         else:
             expert, reason = self.registry.expert_for_category(result.category), "classified"
-        return RouteDecision(
+        return ExpertChoice(
             expert=expert,
             reason=reason,  # type: ignore[arg-type]
             category=result.category,

@@ -22,7 +22,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.protocol import SamplingParams, parse_json_body, validate_request
 from gateway.registry import ExpertConfig
 from gateway.relay import ActiveStreams, RelayResponse
-from gateway.routing import ExpertSelector, RouteDecision
+from gateway.routing import ExpertChoice, ExpertSelector
 from gateway.settings import Settings
 from gateway.sse import ModelRewriter, StreamTap
 from gateway.upstream import Opened, Timeouts, UpstreamFailure, open_upstream
@@ -49,7 +49,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
-def decision_headers(decision: RouteDecision, expert: ExpertConfig, reason: str, request_id: str) -> dict[str, str]:
+def decision_headers(decision: ExpertChoice, expert: ExpertConfig, reason: str, request_id: str) -> dict[str, str]:
     """The routing decision, visible to the client."""
     headers = {"x-coe-expert": expert.name, "x-coe-route-reason": reason, "x-request-id": request_id}
     if decision.category is not None:
@@ -138,7 +138,7 @@ class CompletionService:
             record.close(499)
             raise
 
-    def _record_decision(self, record: RequestRecord, decision: RouteDecision) -> None:
+    def _record_decision(self, record: RequestRecord, decision: ExpertChoice) -> None:
         record.category, record.confidence, record.reason = decision.category, decision.confidence, decision.reason
         if decision.routed:
             m = self.metrics
@@ -154,7 +154,7 @@ class CompletionService:
             upstream["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         return json.dumps(upstream, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def _usable(self, decision: RouteDecision) -> list[ExpertConfig]:
+    def _usable(self, decision: ExpertChoice) -> list[ExpertConfig]:
         """Failover candidates whose breaker lets requests through (pinned: only the pinned one)."""
         if not decision.routed:
             return [decision.expert]
@@ -162,7 +162,7 @@ class CompletionService:
         return up or [decision.expert]  # all down: try the chosen one anyway rather than refuse blindly
 
     async def _dispatch(
-        self, decision: RouteDecision, record: RequestRecord, resources: AsyncExitStack,
+        self, decision: ExpertChoice, record: RequestRecord, resources: AsyncExitStack,
         payload: dict[str, Any], path: str, stream: bool, request_id: str,
     ) -> Dispatched:
         self.budget.request()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from pydantic import Field
@@ -39,4 +40,21 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     api_keys_file: Path | None = None
-    warm_router: bool = True
+
+
+# Flags that override settings; `coe serve` and `coe up` both take them.
+_FLAG_FIELDS = ("experts", "host", "port", "log_level", "workers")
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every command that serves the gateway takes."""
+    parser.add_argument("--experts", type=Path, help="expert registry file (YAML or JSON); env COE_EXPERTS")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1; env COE_HOST)")
+    parser.add_argument("--port", type=int, help="port (default 8080; env COE_PORT)")
+    parser.add_argument("--log-level", help="uvicorn log level (env COE_LOG_LEVEL)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the flags the user gave."""
+    overrides = {key: value for key in _FLAG_FIELDS if (value := getattr(args, key, None)) is not None}
+    return Settings(**overrides)

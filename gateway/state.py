@@ -11,14 +11,14 @@ from gateway.health import HealthBoard
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry
 from gateway.relay import ActiveStreams
-from gateway.routing import Classifier
+from gateway.routing import Router
 from gateway.serving import CompletionService
 from gateway.settings import Settings
 
 
 @dataclass
 class GatewayState:
-    """The app's long-lived parts; `service` and `classifier` appear once the lifespan has started."""
+    """The app's long-lived parts; `service` and `router` appear once the lifespan has started."""
 
     settings: Settings
     registry: Registry
@@ -26,7 +26,7 @@ class GatewayState:
     health: HealthBoard
     streams: ActiveStreams
     keys: KeyRing | None
-    classifier: Classifier | None = None
+    router: Router | None = None
     service: CompletionService | None = None
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)

@@ -66,8 +66,8 @@ def local_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEng
     Tests using it must be marked `vllm`. The engines listen on free ports, not the profile's own, so a
     `make run` beside the tests does not collide.
     """
-    from gateway.local.models import default_cache_dir
-    from gateway.local.stack import registry_engines, with_free_ports
+    from coe_local.models import default_cache_dir
+    from coe_local.stack import registry_engines, with_free_ports
 
     run_dir = tmp_path_factory.mktemp("local-engines")
     registry = with_free_ports(load_registry(LOCAL_PROFILE))

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from coe_testing.fake_engine import FakeEngine
+from coe_testing.routers import KeywordRouter
+from coe_testing.servers import ServerThread
 from gateway.app import create_app
-from gateway.fake_engine import FakeEngine
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from tests.fakes import KeywordClassifier
-from tests.servers import ServerThread
 
 EXPERTS = {"code": ["code"], "math": ["math"], "general": ["general", "multilingual"]}
 
@@ -26,7 +26,7 @@ class FakeStack:
     engines: dict[str, FakeEngine]
     engine_servers: dict[str, ServerThread]
     gateway: ServerThread
-    classifier: KeywordClassifier
+    router: KeywordRouter
     registry: Registry
 
     @property
@@ -73,12 +73,12 @@ def stack_factory() -> Iterator[Callable[..., FakeStack]]:
         urls = {name: f"{s.url}/v1" for name, s in servers.items()}
         for name in dead:
             servers[name].stop()  # nothing listens there any more
-        classifier = KeywordClassifier()
+        router = KeywordRouter()
         registry = make_registry(urls)
-        app = create_app(make_settings(**overrides), registry, classifier_loader=lambda _: classifier)
+        app = create_app(make_settings(**overrides), registry, router_loader=lambda _: router)
         gateway = ServerThread(app).start()
         started.append(gateway)
-        return FakeStack(engines, servers, gateway, classifier, registry)
+        return FakeStack(engines, servers, gateway, router, registry)
 
     yield build
     for server in reversed(started):

@@ -11,8 +11,8 @@ from bench.loadgen import LoadResult, LoadSpec, RequestSample, run_load
 from bench.loopback import NotLoopbackError, require_loopback
 from bench.rounds import Comparison, Measurement
 from bench.stats import Spread, percentile
-from gateway.fake_engine import FakeBehaviour, FakeEngine
-from tests.servers import ServerThread
+from coe_testing.fake_engine import FakeBehaviour, FakeEngine
+from coe_testing.servers import ServerThread
 
 
 @pytest.fixture

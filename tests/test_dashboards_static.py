@@ -173,7 +173,7 @@ def test_gateway_metrics_are_the_ones_the_dashboards_know() -> None:
 def test_known_vllm_series_exist_in_the_installed_vllm() -> None:
     spec = importlib.util.find_spec("vllm")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("vllm is not installed (pip install '.[local]'); cannot check vLLM's metric names")
+        pytest.skip("vllm is not installed (pip install -e packages/local); cannot check vLLM's metric names")
     root = Path(next(iter(spec.submodule_search_locations)))
     source = "\n".join(path.read_text(encoding="utf-8") for path in (root / "v1" / "metrics").glob("*.py"))
     for series, kind in VLLM_METRICS.items():

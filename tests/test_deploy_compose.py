@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from gateway.local.adapters import adapter_dir
-from gateway.local.engines import plan_engines
-from gateway.local.models import model_dir
+from coe_local.adapters import adapter_dir
+from coe_local.engines import plan_engines
+from coe_local.models import model_dir
 from gateway.registry import load_registry
 from tests.deploy_files import (
     CATEGORIES,
@@ -176,8 +178,31 @@ def test_gateway_image_matches_its_dockerfile() -> None:
     assert dockerfile_instruction(GATEWAY_DOCKERFILE, "ENTRYPOINT") == ["coe"]
     assert dockerfile_instruction(GATEWAY_DOCKERFILE, "CMD") == GATEWAY_COMMAND
     text = GATEWAY_DOCKERFILE.read_text(encoding="utf-8")
-    assert "[local" not in text, "the gateway image installs the project without the `local` extra"
+    assert "packages/" not in text, "the gateway image installs neither the local stack nor the test doubles"
     assert "EXPOSE 8080" in text
+
+
+def test_gateway_image_package_holds_no_tools_or_fakes(tmp_path: Path) -> None:
+    """Build the wheel from exactly what the Dockerfile copies in, and list what it would install."""
+    context = tmp_path / "context"
+    for instruction in GATEWAY_DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        parts = instruction.split()
+        if parts[:1] != ["COPY"] or parts[-1].startswith("/"):
+            continue
+        for source in parts[1:-1]:
+            target = context / source
+            if (REPO_ROOT / source).is_dir():
+                shutil.copytree(REPO_ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO_ROOT / source, target)
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    subprocess.run([*build, str(context)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("coe_gateway-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"gateway", "router_model"}
+    assert not [name for name in names if "fake" in name or "coe_local" in name]
 
 
 def test_cpu_engine_answers_for_every_compose_expert() -> None:

@@ -142,7 +142,7 @@ def test_client_leaving_before_the_first_byte(fake_stack: FakeStack) -> None:
 
 
 def test_client_leaving_during_routing(fake_stack: FakeStack) -> None:
-    classify = fake_stack.classifier.route
+    classify = fake_stack.router.route
 
     def slow_route(text: str):  # type: ignore[no-untyped-def]
         import time
@@ -150,7 +150,7 @@ def test_client_leaving_during_routing(fake_stack: FakeStack) -> None:
         time.sleep(1.0)
         return classify(text)
 
-    fake_stack.classifier.route = slow_route  # type: ignore[method-assign]
+    fake_stack.router.route = slow_route  # type: ignore[method-assign]
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{fake_stack.url}{CHAT}", timeout=httpx.Timeout(10, read=0.3),
                    json={"model": "auto", "stream": True, "messages": [{"role": "user", "content": "x"}]})

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from coe_local.up import usage_banner
 from gateway.cli import build_parser, main
-from gateway.local.up import usage_banner
 
 
 def test_up_and_models_are_registered() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.local.engines import EnginePlanError, engine_command, engine_env, plan_engines, required_ids
-from gateway.local.prepare import PreparedModels
+from coe_local.engines import EnginePlanError, engine_command, engine_env, plan_engines, required_ids
+from coe_local.prepare import PreparedModels
 from gateway.registry import Registry, load_registry
 
 PROFILE = Path(__file__).resolve().parent.parent / "deploy" / "local" / "experts.yaml"

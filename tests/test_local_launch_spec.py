@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.launch_spec import LaunchSpec
+from coe_local.launch_spec import LaunchSpec, LaunchSpecError, launch_of
+from gateway.registry import ExpertConfig
 
 
 def test_defaults_to_vllm_with_one_gib_of_kv_cache() -> None:
@@ -36,3 +37,13 @@ def test_adapter_names_a_lora_on_the_base_model() -> None:
 def test_rejects_bad_specs(fields: dict[str, object], complaint: str) -> None:
     with pytest.raises(ValidationError, match=complaint):
         LaunchSpec.model_validate(fields)
+
+
+def test_a_bad_launch_section_names_the_expert_and_key() -> None:
+    expert = ExpertConfig(name="code", url="http://127.0.0.1:8101/v1", model="code", launch={"model": "m", "port": 0})
+    with pytest.raises(LaunchSpecError, match=r"expert 'code': launch\.port: Input should be greater than 0"):
+        launch_of(expert)
+
+
+def test_no_launch_section_is_no_spec() -> None:
+    assert launch_of(ExpertConfig(name="code", url="http://127.0.0.1:8101/v1", model="code")) is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local.manifest import MANIFEST_NAME, read_manifest, staged_folder, verify_folder, write_manifest
+from coe_local.manifest import MANIFEST_NAME, read_manifest, staged_folder, verify_folder, write_manifest
 
 SOURCE = {"recipe": "test/1", "sha256": "abc"}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local.adapters import ADAPTERS, adapter_dir
-from gateway.local.manifest import MANIFEST_NAME, verify_folder
-from gateway.local.models import BASE_MODELS, ModelPrepareError, default_cache_dir, model_dir
-from gateway.local.prepare import prepare_models
+from coe_local.adapters import ADAPTERS, adapter_dir
+from coe_local.manifest import MANIFEST_NAME, verify_folder
+from coe_local.models import BASE_MODELS, ModelPrepareError, default_cache_dir, model_dir
+from coe_local.prepare import prepare_models
 
 BASE = "smollm2-135m-instruct"
 ADAPTER = "smollm2-135m-code"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.local.processes import ChildProcess
+from coe_local.processes import ChildProcess
 from tests.fixtures_engines import is_alive
 from tests.observe import wait_until
 
@@ -65,7 +65,7 @@ def test_stop_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> None:
 def test_engine_dies_when_its_parent_is_killed(tmp_path: Path) -> None:
     pid_file = tmp_path / "engine.pid"
     parent_script = (
-        "import os, sys, time; from pathlib import Path; from gateway.local.processes import ChildProcess\n"
+        "import os, sys, time; from pathlib import Path; from coe_local.processes import ChildProcess\n"
         "sleeper = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
         "c = ChildProcess(sleeper, dict(os.environ), Path(sys.argv[1]) / 'e.log'); c.start()\n"
         "Path(sys.argv[1], 'engine.pid').write_text(str(c.pid) + '\\n'); time.sleep(120)\n"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local.engines import EnginePlan
-from gateway.local.processes import ChildProcess
-from gateway.local.stack import free_port
-from gateway.local.supervisor import Engine, EngineStartError, running_engines
+from coe_local.engines import EnginePlan
+from coe_local.processes import ChildProcess
+from coe_local.stack import free_port
+from coe_local.supervisor import Engine, EngineStartError, running_engines
 from tests.fixtures_engines import fake_engine_command, is_alive
 from tests.observe import wait_until
 
@@ -71,7 +71,7 @@ def test_a_crashing_engine_is_reported_with_its_log_tail_and_the_others_stopped(
 def test_engines_that_do_not_fit_in_memory_wait_for_the_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.local.supervisor.available_memory_gib", lambda: 4.0)
+    monkeypatch.setattr("coe_local.supervisor.available_memory_gib", lambda: 4.0)
     said: list[str] = []
     first, second = make_fake(tmp_path, ["a"], delay_s=1.0), make_fake(tmp_path, ["b"])
     with running_engines([first, second], said.append, timeout_s=60):

@@ -57,7 +57,7 @@ def test_pinning_skips_the_router(fake_stack: FakeStack) -> None:
     assert raw.parse().model == "math"
     assert raw.headers["x-coe-route-reason"] == "pinned"
     assert "x-coe-category" not in raw.headers
-    assert fake_stack.classifier.calls == []
+    assert fake_stack.router.calls == []
 
 
 def test_stream_without_usage(fake_stack: FakeStack) -> None:

@@ -13,12 +13,12 @@ import httpx
 import openai
 import pytest
 
+from coe_testing.servers import ServerThread
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.dashboards import promql_expressions
 from tests.fixtures_engines import LocalEngines
 from tests.observe import wait_until
-from tests.servers import ServerThread
 from tests.test_shutdown import free_port
 
 pytestmark = pytest.mark.vllm

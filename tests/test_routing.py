@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from coe_testing.routers import KeywordRouter
 from gateway.errors import APIError
 from gateway.routing import ExpertSelector, text_to_classify
-from tests.fakes import KeywordClassifier
 from tests.fixtures_gateway import make_registry
 
 URLS = {"code": "http://c/v1", "math": "http://m/v1", "general": "http://g/v1"}
@@ -33,7 +33,7 @@ def test_policy_for_completions_and_long_text() -> None:
 
 
 def decide(payload: dict[str, object], allowed: frozenset[str] | None = None):  # type: ignore[no-untyped-def]
-    selector = ExpertSelector(make_registry(URLS), KeywordClassifier())
+    selector = ExpertSelector(make_registry(URLS), KeywordRouter())
     return anyio.run(selector.decide, payload, allowed)
 
 

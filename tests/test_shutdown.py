@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.fake_engine import FakeBehaviour, FakeEngine
+from coe_testing.fake_engine import FakeBehaviour, FakeEngine
+from coe_testing.servers import ServerThread
 from tests.observe import sse_events, wait_until
-from tests.servers import ServerThread
 
 STREAMS = 20
 
@@ -36,7 +36,7 @@ def start_gateway(tmp_path: Path, engine_url: str, grace: float) -> tuple[subpro
     port = free_port()
     with (tmp_path / "gateway.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.gateway_process", "--experts", str(path), "--port", str(port),
+            [sys.executable, "-m", "coe_testing.gateway_process", "--experts", str(path), "--port", str(port),
              "--grace", str(grace)],
             stdout=subprocess.DEVNULL, stderr=log,
         )

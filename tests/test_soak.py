@@ -62,9 +62,9 @@ def soak_stack(tmp_path: Path) -> Iterator[tuple[str, int, int, Path]]:
     (tmp_path / "experts.json").write_text(json.dumps(experts))
     log_path = tmp_path / "gateway.log"
     with log_path.open("wb") as log:
-        engine = subprocess.Popen([sys.executable, "-m", "gateway.fake_engine", "--port", str(engine_port),
+        engine = subprocess.Popen([sys.executable, "-m", "coe_testing.fake_engine", "--port", str(engine_port),
                                    "--model", "up", "--tokens", "12", "--gap-s", "0.002"])
-        gateway = subprocess.Popen([sys.executable, "-m", "tests.gateway_process", "--experts",
+        gateway = subprocess.Popen([sys.executable, "-m", "coe_testing.gateway_process", "--experts",
                                     str(tmp_path / "experts.json"), "--port", str(gateway_port)], stderr=log)
     url = f"http://127.0.0.1:{gateway_port}"
     try:

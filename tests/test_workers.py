@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.fake_engine import FakeEngine
+from coe_testing.fake_engine import FakeEngine
+from coe_testing.servers import ServerThread
 from gateway.registry import default_router_artifact
 from tests.observe import wait_until
-from tests.servers import ServerThread
 from tests.test_shutdown import free_port
 
 pytestmark = pytest.mark.slow

@@ -51,7 +51,7 @@ def run(ctx: BenchContext) -> Section:
         measurements = asyncio.run(run_rounds(targets, list(cfg.overhead_requests), cfg.rounds, spec_for, ctx.say))
         section = summarise(Comparison(measurements), list(cfg.overhead_requests), [t.name for t in targets[1:]])
         section.intro = (
-            f"Fake engine (`python -m gateway.fake_engine`, own process): {cfg.tokens} tokens per answer, "
+            f"Fake engine (`python -m coe_testing.fake_engine`, own process): {cfg.tokens} tokens per answer, "
             f"{cfg.gap_s * 1000:.0f} ms between tokens, first token at once. Gateway: `coe serve` (own process, "
             f"log level warning, request log on), router artifact: {origin}; a second gateway loads a router "
             f"with the hashing embedder. Each round runs every concurrency, and in it every target with a "

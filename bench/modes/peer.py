@@ -32,8 +32,8 @@ ADVANTAGE = 3.0  # LiteLLM's added latency over ours, at least
 
 def tokenizer_dir(ctx: BenchContext) -> Path:
     """A local tokenizer for vLLM's benchmark: the SmolLM2 folder `coe models prepare` makes (cached)."""
-    from gateway.local.models import default_cache_dir
-    from gateway.local.prepare import prepare_models
+    from coe_local.models import default_cache_dir
+    from coe_local.prepare import prepare_models
 
     return prepare_models(default_cache_dir(), ["smollm2-135m-instruct"], [], ctx.say).models["smollm2-135m-instruct"]
 

@@ -44,8 +44,8 @@ def write_real_registry(path: Path, artifact: Path, port: int) -> Path:
 
 def run(ctx: BenchContext) -> Section:
     """Tokens/s through the gateway over tokens/s direct, and the TTFT it adds, on a real engine."""
-    from gateway.local.models import default_cache_dir
-    from gateway.local.stack import registry_engines
+    from coe_local.models import default_cache_dir
+    from coe_local.stack import registry_engines
     from gateway.registry import load_registry
 
     cfg = ctx.config

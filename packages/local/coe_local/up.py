@@ -14,12 +14,13 @@ from types import FrameType
 
 import httpx
 
-from gateway.local.engines import EnginePlanError
-from gateway.local.models import ModelPrepareError, default_cache_dir
-from gateway.local.prepare import say_to_stderr
-from gateway.local.stack import registry_engines
-from gateway.local.supervisor import DEFAULT_START_TIMEOUT_S, EngineStartError
+from coe_local.engines import EnginePlanError
+from coe_local.models import ModelPrepareError, default_cache_dir
+from coe_local.prepare import say_to_stderr
+from coe_local.stack import registry_engines
+from coe_local.supervisor import DEFAULT_START_TIMEOUT_S, EngineStartError
 from gateway.registry import RegistryError, load_registry
+from gateway.settings import add_server_flags, settings_from_args
 
 EXAMPLE_QUESTION = "How do I reverse a list in Python?"
 
@@ -86,12 +87,13 @@ def announce_when_serving(
 
 def run_up(args: argparse.Namespace) -> int:
     """The `coe up` handler."""
-    from gateway.cli import settings_from_args
     from gateway.server import run_server
 
     started = time.monotonic()
     cache_dir = args.cache_dir or default_cache_dir()
     try:
+        if args.experts is None:
+            raise RegistryError("coe up needs --experts: a registry whose experts have `launch` sections")
         registry = load_registry(args.experts)
         settings = settings_from_args(args)
         with (
@@ -114,10 +116,7 @@ def run_up(args: argparse.Namespace) -> int:
 def add_up_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `coe up`."""
     up = subparsers.add_parser("up", help="start the local engines of a profile, then serve the gateway")
-    up.add_argument("--experts", type=Path, required=True, help="expert registry with `launch` entries")
-    up.add_argument("--host", help="gateway bind address (default 127.0.0.1; env COE_HOST)")
-    up.add_argument("--port", type=int, help="gateway port (default 8080; env COE_PORT)")
-    up.add_argument("--log-level", help="uvicorn log level (env COE_LOG_LEVEL)")
+    add_server_flags(up)
     up.add_argument(
         "--cache-dir",
         type=Path,

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.local.engines import LOOPBACK, plan_engines, required_ids
-from gateway.local.models import Say
-from gateway.local.prepare import prepare_models, say_to_stderr
-from gateway.local.supervisor import DEFAULT_START_TIMEOUT_S, EngineSupervisor, running_engines, vllm_engines
+from coe_local.engines import LOOPBACK, plan_engines, required_ids
+from coe_local.models import Say
+from coe_local.prepare import prepare_models, say_to_stderr
+from coe_local.supervisor import DEFAULT_START_TIMEOUT_S, EngineSupervisor, running_engines, vllm_engines
 from gateway.registry import Registry
 
 
@@ -45,8 +45,8 @@ def with_free_ports(registry: Registry) -> Registry:
     for expert in moved.experts:
         if expert.launch is None:
             continue
-        port = new_ports.setdefault(expert.launch.port, free_port())
+        port = new_ports.setdefault(int(expert.launch["port"]), free_port())
         parts = urlsplit(expert.url)
         expert.url = parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
-        expert.launch.port = port
+        expert.launch["port"] = port
     return moved

@@ -12,7 +12,7 @@ _KEYWORDS = {
 }
 
 
-class KeywordClassifier:
+class KeywordRouter:
     """Routes on keywords; 'unsure' in the text gives a low-confidence answer."""
 
     categories = CATEGORIES

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.local.up import add_up_command
+from coe_local.up import add_up_command
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from gateway.local.models import ModelPrepareError, default_cache_dir
-    from gateway.local.prepare import prepare_models
+    from coe_local.models import ModelPrepareError, default_cache_dir
+    from coe_local.prepare import prepare_models
 
     cache_dir = args.cache_dir or default_cache_dir()
     try:
@@ -25,8 +25,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from gateway.local.adapters import ADAPTERS
-    from gateway.local.models import BASE_MODELS
+    from coe_local.adapters import ADAPTERS
+    from coe_local.models import BASE_MODELS
 
     for model_id, model in BASE_MODELS.items():
         print(f"model\t{model_id}\tfrom {model.package}/{model.filename} ({model.license})")

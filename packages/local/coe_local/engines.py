@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.launch_spec import LaunchSpec
-from gateway.local.prepare import PreparedModels
+from coe_local.launch_spec import LaunchSpec, LaunchSpecError, launch_of
+from coe_local.prepare import PreparedModels
 from gateway.registry import ExpertConfig, Registry
 
 LOOPBACK = "127.0.0.1"
@@ -60,9 +60,13 @@ def plan_engines(registry: Registry) -> list[EnginePlan]:
     """Group the experts that have `launch` into engine plans, one per port, and check they agree."""
     by_port: dict[int, list[tuple[ExpertConfig, LaunchSpec]]] = {}
     for expert in registry.experts:
-        if expert.launch is not None:
-            _check_url(expert, expert.launch)
-            by_port.setdefault(expert.launch.port, []).append((expert, expert.launch))
+        try:
+            spec = launch_of(expert)
+        except LaunchSpecError as exc:
+            raise EnginePlanError(str(exc)) from exc
+        if spec is not None:
+            _check_url(expert, spec)
+            by_port.setdefault(spec.port, []).append((expert, spec))
     return [_plan_for_port(port, members) for port, members in sorted(by_port.items())]
 
 

@@ -213,7 +213,7 @@ class FakeEngine:
 
 
 def main() -> None:
-    """`python -m gateway.fake_engine --port P --model NAME --tokens N --gap-s S`."""
+    """`python -m coe_testing.fake_engine --port P --model NAME --tokens N --gap-s S`."""
     import uvicorn
 
     parser = argparse.ArgumentParser(description=__doc__)

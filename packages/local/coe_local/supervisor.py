@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from gateway.local.engines import EnginePlan, engine_command, engine_env, log_path
-from gateway.local.models import Say
-from gateway.local.prepare import PreparedModels
-from gateway.local.processes import ChildProcess
+from coe_local.engines import EnginePlan, engine_command, engine_env, log_path
+from coe_local.models import Say
+from coe_local.prepare import PreparedModels
+from coe_local.processes import ChildProcess
 
 DEFAULT_START_TIMEOUT_S = 900.0
 PROGRESS_EVERY_S = 15.0

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.local.adapters import ADAPTERS, adapter_recipe, prepare_adapter
-from gateway.local.models import BASE_MODELS, Say, prepare_base_model
+from coe_local.adapters import ADAPTERS, adapter_recipe, prepare_adapter
+from coe_local.models import BASE_MODELS, Say, prepare_base_model
 
 
 def say_to_stderr(message: str) -> None:

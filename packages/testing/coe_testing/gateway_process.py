@@ -1,4 +1,4 @@
-"""`python -m tests.gateway_process --experts F --port P`: the real server loop with the keyword router."""
+"""`python -m coe_testing.gateway_process --experts F --port P`: the real server loop with the keyword router."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from coe_testing.routers import KeywordRouter
 from gateway.app import create_app
 from gateway.registry import load_registry
 from gateway.server import configure_logging, serve_app
 from gateway.settings import Settings
-from tests.fakes import KeywordClassifier
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = Settings(experts=args.experts, port=args.port, shutdown_grace_s=args.grace, log_level="warning")
     configure_logging(settings)
-    app = create_app(settings, load_registry(args.experts), classifier_loader=lambda _: KeywordClassifier())
+    app = create_app(settings, load_registry(args.experts), router_loader=lambda _: KeywordRouter())
     return serve_app(app, settings)
 
 

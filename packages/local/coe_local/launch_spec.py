@@ -1,10 +1,12 @@
-"""How an expert's engine is started locally (`coe up`); optional in the registry."""
+"""How an expert's engine is started locally (`coe up`): the registry's `launch` section, read here."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.registry import ExpertConfig
 
 # Flags `coe up` sets itself from the spec; giving them in `args` as well would contradict the spec.
 RESERVED_ENGINE_FLAGS = (
@@ -44,3 +46,20 @@ class LaunchSpec(BaseModel):
             if flag in RESERVED_ENGINE_FLAGS:
                 raise ValueError(f"{flag} is set from the launch spec itself; remove it from args")
         return value
+
+
+class LaunchSpecError(ValueError):
+    """An expert's `launch` section that `coe up` cannot use; the message names the expert, key and reason."""
+
+
+def launch_of(expert: ExpertConfig) -> LaunchSpec | None:
+    """The expert's validated launch spec, or None when it has no `launch` section."""
+    if expert.launch is None:
+        return None
+    try:
+        return LaunchSpec.model_validate(expert.launch)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"launch.{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise LaunchSpecError(f"expert {expert.name!r}: {problems}") from exc

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.local.domain_examples import DOMAIN_EXAMPLES
-from gateway.local.manifest import read_manifest, staged_folder, verify_folder, write_manifest
-from gateway.local.models import ModelPrepareError, Say, model_dir
+from coe_local.domain_examples import DOMAIN_EXAMPLES
+from coe_local.manifest import read_manifest, staged_folder, verify_folder, write_manifest
+from coe_local.models import ModelPrepareError, Say, model_dir
 
 # Bump when the training changes, so adapters made by an older recipe are trained again.
 TRAINING_RECIPE = "lora-r8-qkvo/full-batch-bf16-steps8-lr5e-3-seed0/4"
