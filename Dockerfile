@@ -17,6 +17,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY router_model ./router_model
+COPY composition ./composition
 # The product only: the engines run in their own containers; the local stack (packages/local) and the test
 # doubles (packages/testing) are never copied in.
 RUN pip install . && useradd --system --uid 10001 --home-dir /opt/coe coe
