@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,11 @@ class ExpertConfig(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @property
+    def root_url(self) -> str:
+        """The engine's own root, where vLLM serves `/tokenize`, `/detokenize` and `/version`."""
+        return self.url.removesuffix("/v1")
+
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
@@ -75,6 +82,24 @@ class RouterConfig(BaseModel):
     context_chars: int = Field(default=1000, ge=0, description="earlier conversation text added to the last user turn")
 
 
+class RoutingTable(BaseModel):
+    """Measured routing (`coe experts eval --write`): per category the experts best first, and its provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ranked: dict[str, list[str]] = Field(min_length=1)
+    table: Path | None = Field(default=None, description="the table file the ranking came from")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    measured: str | None = None
+    metric: str | None = None
+
+    @model_validator(mode="after")
+    def _provenance(self) -> RoutingTable:
+        if (self.table is None) != (self.sha256 is None):
+            raise ValueError("'table' and 'sha256' go together (both, or neither for a hand-written ranking)")
+        return self
+
+
 class Registry(BaseModel):
     """The whole registry file."""
 
@@ -83,6 +108,7 @@ class Registry(BaseModel):
     fallback: str
     router: RouterConfig = Field(default_factory=RouterConfig)
     experts: list[ExpertConfig] = Field(min_length=1)
+    routing: RoutingTable | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Registry:
@@ -92,17 +118,28 @@ class Registry(BaseModel):
             raise ValueError(f"expert names must be unique; repeated: {', '.join(duplicates)}")
         if self.fallback not in names:
             raise ValueError(f"fallback '{self.fallback}' is not one of the experts ({', '.join(names)})")
+        for category, ranked in (self.routing.ranked if self.routing else {}).items():
+            unknown = [name for name in ranked if name not in names]
+            if unknown or not ranked:
+                reason = f"unknown expert(s) {', '.join(unknown)}" if unknown else "empty ranking"
+                raise ValueError(f"routing.ranked.{category}: {reason}; experts are {', '.join(names)}")
         return self
 
     def expert(self, name: str) -> ExpertConfig | None:
         """The expert called `name`, if any."""
         return next((e for e in self.experts if e.name == name), None)
 
+    def ranked_experts(self, category: str) -> list[ExpertConfig]:
+        """The experts for `category`, best first: the measured ranking, else those claiming it by hand."""
+        if self.routing is not None and category in self.routing.ranked:
+            return [e for name in self.routing.ranked[category] if (e := self.expert(name)) is not None]
+        return [e for e in self.experts if category in e.categories]
+
     def expert_for_category(self, category: str) -> ExpertConfig:
-        """The first expert claiming `category`, else the fallback."""
-        for expert in self.experts:
-            if category in expert.categories:
-                return expert
+        """The best-ranked expert for `category` (measured, else the first claiming it), else the fallback."""
+        ranked = self.ranked_experts(category)
+        if ranked:
+            return ranked[0]
         fallback = self.expert(self.fallback)
         assert fallback is not None  # checked by the validator
         return fallback
@@ -133,12 +170,41 @@ def load_registry(path: Path | str) -> Registry:
         raise RegistryError(_format_error(path, exc)) from exc
     if not registry.router.artifact.is_absolute():
         registry.router.artifact = (path.parent / registry.router.artifact).resolve()
+    if registry.routing is not None:
+        _check_routing(path, registry.routing, registry.router.artifact)
     return registry
+
+
+def _check_routing(path: Path, routing: RoutingTable, artifact: Path) -> None:
+    """A stale or foreign table fails at start-up: its file must match the checksum, its categories the router's."""
+    if routing.table is not None:
+        if not routing.table.is_absolute():
+            routing.table = (path.parent / routing.table).resolve()
+        try:
+            digest = hashlib.sha256(routing.table.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise RegistryError(f"{path}: routing.table: cannot read {routing.table}: {exc.strerror or exc}") from exc
+        if digest != routing.sha256:
+            raise RegistryError(
+                f"{path}: routing.sha256: {routing.table} changed since the ranking was written "
+                f"(sha256 {digest[:12]}..., expected {str(routing.sha256)[:12]}...); re-run `coe experts eval --write`"
+            )
+    try:
+        known = json.loads((artifact / "meta.json").read_text(encoding="utf-8"))["categories"]
+    except (OSError, ValueError, KeyError):
+        return  # no readable router artifact here: the gateway reports that itself when it loads the router
+    unknown = sorted(set(routing.ranked) - set(known))
+    if unknown:
+        raise RegistryError(
+            f"{path}: routing.ranked: unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+            f"the router ({artifact.name}) knows {', '.join(known)}"
+        )
 
 
 def warn_unclaimed(registry: Registry, categories: tuple[str, ...] | list[str]) -> list[str]:
     """Log and return the router categories no expert claims (they go to the fallback)."""
     claimed = {c for e in registry.experts for c in e.categories}
+    claimed |= set(registry.routing.ranked) if registry.routing else set()
     unclaimed = [c for c in categories if c not in claimed]
     for category in unclaimed:
         log.warning("category %r is claimed by no expert; it goes to fallback %r", category, registry.fallback)
