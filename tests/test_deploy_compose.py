@@ -201,7 +201,7 @@ def test_gateway_image_package_holds_no_tools_or_fakes(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("coe_gateway-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
-    assert top_level == {"gateway", "router_model"}
+    assert top_level == {"gateway", "router_model", "composition"}
     assert not [name for name in names if "fake" in name or "coe_local" in name]
 
 
