@@ -9,7 +9,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint system-deps bench clean router-artifact
+.PHONY: run test lint system-deps bench clean router-artifact adapters
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ run: $(VENV)/.installed
 	$(BIN)/coe up --experts deploy/local/experts.yaml --port $(PORT)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check gateway router_model tests bench packages
+	$(BIN)/ruff check gateway router_model composition tests bench packages
 	$(BIN)/mypy
 
 test: $(VENV)/.installed system-deps lint
@@ -56,6 +56,11 @@ router-artifact: $(VENV)/.installed
 		--per-class 1200 --per-source 500 \
 		--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl) \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
+
+# The shipped LoRA adapters (packages/local/coe_local/artifacts/adapters), rebuilt from the permissively licensed
+# expert training data in ../shared with a fixed seed (docs/composition.md); `coe models prepare` never trains.
+adapters: $(VENV)/.installed
+	OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(BIN)/python -m coe_local.adapter_training --data ../shared/datasets/experts/train
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

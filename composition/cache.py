@@ -15,7 +15,7 @@ class AnswerCache:
         self._rows: dict[tuple[str, str], dict[str, Any]] = {}
         folder.mkdir(parents=True, exist_ok=True)
         for path in sorted(folder.glob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8").split("\n"):
                 try:
                     row = json.loads(line)
                     self._rows[(row["key"], row["id"])] = row

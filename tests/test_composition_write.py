@@ -1,0 +1,87 @@
+"""`coe experts eval --write` against fake engines: the measured ranking changes which expert `auto` uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI
+
+from coe_testing.routers import KeywordRouter
+from coe_testing.servers import ServerThread
+from gateway.cli import main
+from gateway.protocol import parse_chat
+from gateway.registry import load_registry
+from gateway.routing import ExpertSelector
+
+# Per served model, the log-prob it gives every reference token: `sharp` knows the references best.
+LOGPROB = {"plain": -2.0, "sharp": -0.5}
+
+
+def fake_engine() -> FastAPI:
+    """Tokenises to character codes, scores prompts by model name, answers chat with a fixed text."""
+    app = FastAPI()
+
+    @app.post("/tokenize")
+    async def tokenize(body: dict[str, Any]) -> dict[str, Any]:
+        text = body.get("prompt") or "".join(m["content"] for m in body.get("messages", []))
+        return {"tokens": [ord(c) % 1000 for c in text][:50]}
+
+    @app.post("/v1/completions")
+    async def completions(body: dict[str, Any]) -> dict[str, Any]:
+        value = LOGPROB[body["model"]]
+        entries = [None] + [{str(t): {"logprob": value, "rank": 1}} for t in body["prompt"][1:]]
+        return {"choices": [{"text": "x", "prompt_logprobs": entries}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"message": {"role": "assistant", "content": "A. 42"}}]}
+
+    return app
+
+
+ITEMS = [
+    {"id": "t:1", "category": "general", "kind": "choice", "prompt": "Which colour is the sky?\nA. blue\nB. red",
+     "reference": "A. blue", "answer": "A", "labels": ["A", "B"], "router_pool": False},
+    {"id": "t:2", "category": "code", "kind": "short", "prompt": "Write a Bash command that lists files",
+     "reference": "ls", "answer": "ls"},
+    {"id": "t:3", "category": "math", "kind": "numeric", "prompt": "What is 40 + 2?",
+     "reference": "40 + 2 = 42. The answer is 42.", "answer": "42"},
+]
+
+
+@pytest.mark.slow
+def test_write_changes_which_expert_auto_uses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
+    with ServerThread(fake_engine()) as engine:
+        registry_path = tmp_path / "experts.yaml"
+        registry_path.write_text(
+            "fallback: general\nexperts:\n"
+            f"  - {{name: general, url: {engine.url}/v1, model: plain, categories: [general, code, math]}}\n"
+            f"  - {{name: sharp, url: {engine.url}/v1, model: sharp}}\n"
+        )
+        before = load_registry(registry_path)
+        assert before.expert_for_category("general").name == "general"
+        args = ["experts", "eval", "--experts", str(registry_path), "--data", str(data), "--out", str(tmp_path / "o")]
+        assert main([*args, "--json", "--write"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["table"]["general"]["sharp"] == {"score": -0.5, "low": -0.5, "high": -0.5, "n": 1}
+    assert printed["table"]["general"]["general"]["score"] == -2.0
+    report = printed["report"]["all"]
+    assert report["n"] == 3 and report["oracle"] == -0.5 and report["single"] == {"general": -2.0, "sharp": -0.5}
+    # The real router may be unsure of a toy prompt: those items go to the fallback, as in the gateway.
+    assert report["single"]["general"] <= report["coe"] <= report["oracle"]
+    assert printed["report"]["router_pool_false"]["n"] == 1
+    assert {"table.json", "table.md", "table.png"} <= {p.name for p in (tmp_path / "o").iterdir()}
+
+    after = load_registry(registry_path)
+    assert [e.name for e in after.ranked_experts("general")] == ["sharp", "general"]
+    selector = ExpertSelector(after, KeywordRouter())
+    body = {"model": "auto", "messages": [{"role": "user", "content": "tell me about the weather"}]}
+    choice = anyio.run(selector.decide, parse_chat(json.dumps(body).encode()))
+    assert choice.expert.name == "sharp" and choice.reason == "classified"
+    assert [e.name for e in choice.candidates][:2] == ["sharp", "general"]
