@@ -15,6 +15,19 @@ from router_model.calibration import softmax
 from router_model.classifiers import ScoringModel
 from router_model.embedders import Embedder, make_embedder
 
+# Routing reads the start of a prompt; longer input would only cost tokenising time (the gateway sends at most
+# 3,000 characters, but a direct caller may send anything).
+MAX_CHARS = 4000
+
+
+def bounded_text(text: object) -> str:
+    """The text a router classifies: a string, at most MAX_CHARS long, valid UTF-8 (lone surrogates replaced)."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    text = text[:MAX_CHARS]
+    # Tokenizers written in Rust refuse lone surrogates ("surrogates not allowed"); JSON can carry them.
+    return text.encode("utf-8", "replace").decode("utf-8")
+
 
 @dataclass(frozen=True)
 class RoutingDecision:
@@ -63,12 +76,12 @@ class QueryRouter:
         self.route("warm up the router before the first request")
 
     def route(self, text: str) -> RoutingDecision:
-        """Route one prompt (CPU-bound; call it off the event loop)."""
+        """Route one prompt (CPU-bound; call it off the event loop); any input gives a decision in bounded time."""
         return self.route_timed(text)[0]
 
     def route_timed(self, text: str) -> tuple[RoutingDecision, dict[str, float]]:
         """Route one prompt and say how many seconds went to `tokenise`, `embed` and `classify`."""
-        vector, timings = self.embedder.embed_one_timed(text)
+        vector, timings = self.embedder.embed_one_timed(bounded_text(text))
         started = time.perf_counter()
         probabilities = self.probabilities(vector[None, :])[0]
         decision = self._decision(probabilities)
@@ -77,7 +90,7 @@ class QueryRouter:
 
     def route_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
         """Route many prompts at once (evaluation; the batch embedder is faster per prompt)."""
-        return self.decisions(self.probabilities(self.embedder.embed(texts)))
+        return self.decisions(self.probabilities(self.embedder.embed([bounded_text(text) for text in texts])))
 
     def decisions(self, probabilities: np.ndarray) -> list[RoutingDecision]:
         """One decision per row of probabilities."""
@@ -88,6 +101,9 @@ class QueryRouter:
         return softmax(self.model.logits(features), self.temperature)
 
     def _decision(self, probabilities: np.ndarray) -> RoutingDecision:
+        if not np.isfinite(probabilities).all():
+            # A degenerate embedding must still route: no category is preferred, the fallback decides.
+            probabilities = np.full(len(self.categories), 1.0 / len(self.categories))
         order = np.argsort(-probabilities, kind="stable")
         ranked = tuple((self.categories[index], float(probabilities[index])) for index in order)
         return RoutingDecision(ranked[0][0], ranked[0][1], ranked)

@@ -84,3 +84,11 @@ def test_dev_slice_scores_near_the_recorded_ones(shipped_router: QueryRouter, sh
     report = evaluate_router(shipped_router, prompts, latency_queries=0)
     recorded = json.loads((default_artifact_dir() / "meta.json").read_text())["scores"]["dev_eval"]
     assert report["accuracy"] == pytest.approx(recorded["accuracy"], abs=0.08)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", ["", "\ud800 lone surrogate", "😀" * 300, "x" * 100_000, "\x00\xff" * 1000])
+def test_awkward_inputs_route_with_the_shipped_tokenizer(shipped_router: QueryRouter, text: str) -> None:
+    decision = shipped_router.route(text)
+    assert decision.category in shipped_router.categories
+    assert shipped_router.route_batch([text])[0].category == decision.category
