@@ -79,6 +79,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     _add_fields(evaluate)
     evaluate.add_argument("--latency-queries", type=int, default=200, help="single queries timed (0: none)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--plots", type=Path, metavar="DIR", help="also write confusion.png and reliability.png into DIR"
+    )
     evaluate.set_defaults(handler=_eval)
 
 
@@ -141,6 +144,11 @@ def _eval(args: argparse.Namespace) -> int:
     artifact = args.artifact or default_artifact_dir()
     report = _evaluate(artifact, args.data, args.prompt_field, args.label_field, args.latency_queries)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.plots:
+        from router_model.plots import write_plots
+
+        for path in write_plots(report, args.plots, f"{Path(artifact).name} on {args.data.stem}"):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
