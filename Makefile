@@ -23,11 +23,14 @@ $(VENV)/.installed: pyproject.toml packages/local/pyproject.toml packages/testin
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $@
 
-# Debian packages the tests run for real: a Prometheus server and docker-compose (to validate the compose file).
+# Debian packages the tests run for real: a Prometheus server, docker-compose (to validate the compose file),
+# Redis (shared rate limits) and PostgreSQL.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

@@ -1,0 +1,114 @@
+"""Per-minute request and token limits, in process and in a real Redis shared by two limiters."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.errors import APIError
+from gateway.quota import MemoryCounters, Quota, RedisCounters, Scope
+from gateway.roles import RoleBook
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (make system-deps installs it)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield port, proc
+    proc.terminate()
+    proc.wait(10)
+
+
+def status_of(quota: Quota, scopes: list[Scope]) -> int:
+    try:
+        anyio.run(quota.admit, scopes)
+    except APIError as error:
+        return error.status
+    return 200
+
+
+def test_requests_and_tokens_in_process() -> None:
+    quota = Quota(MemoryCounters(), clock=lambda: 600.0)
+    key = [Scope("key", "ci", requests_per_minute=2, tokens_per_minute=100)]
+    assert [status_of(quota, key) for _ in range(3)] == [200, 200, 429]
+    other = [Scope("user", "bob", tokens_per_minute=100)]
+    assert status_of(quota, other) == 200
+    anyio.run(quota.spend_tokens, other, 100)
+    assert status_of(quota, other) == 429
+    quota._clock = lambda: 661.0  # the next minute
+    assert status_of(quota, other) == 200 and status_of(quota, key) == 200
+
+
+def test_two_limiters_share_one_redis_and_degrade(redis_server: tuple[int, subprocess.Popen[bytes]]) -> None:
+    port, proc = redis_server
+    scopes = [Scope("role", "analyst", requests_per_minute=5), Scope("user", "alice@example.com", tokens_per_minute=50)]
+
+    async def go() -> None:
+        clients = [aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=1) for _ in range(2)]
+        a, b = (Quota(RedisCounters(c), fail_open=fo) for c, fo in zip(clients, (True, False), strict=True))
+        results = []
+        for i in range(7):
+            try:
+                await (a if i % 2 else b).admit(scopes)
+                results.append(200)
+            except APIError as error:
+                results.append(error.status)
+        assert results == [200] * 5 + [429, 429]  # the pair holds one limit
+        assert not any(b"alice" in k for k in await clients[0].keys("*"))  # subjects are hashed
+        await a.spend_tokens(scopes[1:], 60)
+        with pytest.raises(APIError) as caught:
+            await b.admit(scopes[1:])
+        assert caught.value.status == 429 and "tokens" in caught.value.message
+        proc.terminate()
+        proc.wait(10)
+        await a.admit(scopes)  # fail open: admitted, counted
+        with pytest.raises(APIError) as closed:
+            await b.admit(scopes)
+        assert closed.value.status == 503 and a.store_failures >= 1 and b.store_failures == 1
+        await b.spend_tokens(scopes, 10)  # never raises after the answer
+        for client in clients:
+            await client.aclose()
+    anyio.run(go)
+
+
+def test_roles_file(tmp_path: Path) -> None:
+    path = tmp_path / "roles.yaml"
+    path.write_text("roles:\n  analyst: {experts: [general], tokens_per_minute: 1000, groups: [coe-analysts],"
+                    " privacy: {policy: block}}\n  admin: {admin: true}\nkeys: {ci-bot: analyst}\n")
+    book = RoleBook.load(path)
+    name, role = book.for_key("ci-bot") or ("", None)
+    assert name == "analyst" and role is not None and role.allowed == frozenset({"general"})
+    assert role.privacy.policy == "block" and not role.privacy.store_text
+    assert book.for_groups(("x", "coe-analysts"))[0] == "analyst"  # type: ignore[index]
+    assert book.for_groups(("admin",))[1].admin  # type: ignore[index]
+    assert book.for_groups(("nobody",)) is None and book.for_key("stranger") is None
+    path.write_text("roles: {a: {}}\nkeys: {k: missing}\n")
+    with pytest.raises(ValueError, match=r"roles\.yaml"):
+        RoleBook.load(path)
