@@ -47,10 +47,17 @@ def expert_key(expert: ExpertConfig) -> str:
     return f"{expert.name}-{digest}"
 
 
-async def _score(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> dict[str, Any]:
-    row: dict[str, Any] = {"output": "", "exact": None, "loglik": None, "error": None}
+async def _likelihood(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> dict[str, Any]:
     try:
-        row["loglik"], row["ref_tokens"] = await reference_logprob(client, expert, item)
+        loglik, tokens = await reference_logprob(client, expert, item)
+    except (httpx.HTTPError, KeyError, IndexError, ValueError, RuntimeError) as exc:
+        return {"loglik": None, "error": f"{type(exc).__name__}: {exc}"[:400]}
+    return {"loglik": loglik, "ref_tokens": tokens, "error": None}
+
+
+async def _answer(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> dict[str, Any]:
+    row: dict[str, Any] = {"output": "", "exact": None, "error": None}
+    try:
         row["output"] = await generate(client, expert, item)
     except (httpx.HTTPError, KeyError, IndexError, ValueError, RuntimeError) as exc:
         row["error"] = f"{type(exc).__name__}: {exc}"[:400]
@@ -76,32 +83,47 @@ async def evaluate(
     todo = [(e, i) for e, i in pairs if (cache.get(expert_key(e), i.id) or {"error": "new"})["error"]]
     say(f"{len(pairs)} answers wanted, {len(pairs) - len(todo)} cached, {len(todo)} to ask "
         f"({len(experts)} experts, {len(items)} items, concurrency {concurrency})")
-    gate = asyncio.Semaphore(concurrency)
     done = 0
+    phase = "reference likelihoods"
     started = time.monotonic()
-
-    async def one(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
-        nonlocal done
-        async with gate:
-            row = await _score(client, expert, item)
-        cache.put(expert_key(expert), item.id, row)
-        done += 1
+    likelihoods: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def progress() -> None:
         while True:
             await asyncio.sleep(PROGRESS_EVERY_S)
             elapsed = time.monotonic() - started
-            eta = elapsed / done * (len(todo) - done) if done else float("nan")
-            say(f"{done}/{len(todo)} answered, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
+            eta = elapsed / done * (2 * len(todo) - done) if done else float("nan")
+            say(f"{phase}: {done}/{2 * len(todo)} requests done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
+
+    async def likelihood(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
+        nonlocal done
+        likelihoods[(expert.name, item.id)] = await _likelihood(client, expert, item)
+        done += 1
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def answer(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
+        nonlocal done
+        async with gate:
+            row = await _answer(client, expert, item)
+        scored = likelihoods[(expert.name, item.id)]
+        cache.put(expert_key(expert), item.id, {**row, **scored, "error": scored["error"] or row["error"]})
+        done += 1
 
     reporter = asyncio.create_task(progress())
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
-            await asyncio.gather(*(one(client, e, i) for e, i in todo))
+            # vLLM 0.32 on the CPU with LoRA enabled fails a prompt-logprobs request batched with any other
+            # (its LoRA logits kernel is sized for one row per request): score the references one at a time,
+            # before and apart from the generations.
+            for expert, item in todo:
+                await likelihood(client, expert, item)
+            phase = "answers"
+            await asyncio.gather(*(answer(client, e, i) for e, i in todo))
     finally:
         reporter.cancel()
     if todo:
-        say(f"{len(todo)}/{len(todo)} answered in {time.monotonic() - started:.0f} s")
+        say(f"{2 * len(todo)}/{2 * len(todo)} requests done in {time.monotonic() - started:.0f} s")
     results = []
     for expert, item in pairs:
         row = cache.get(expert_key(expert), item.id) or {}

