@@ -1,0 +1,144 @@
+"""The audit trail: one record per request, written off the request path through a bounded queue into SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = ("ts", "request_id", "subject", "role", "expert", "category", "reason", "status", "prompt_tokens",
+            "completion_tokens", "latency_ms", "findings", "prompt_text", "answer_text")
+
+
+@dataclass
+class AuditRecord:
+    """What an auditor sees of one request; text only when the role's policy keeps it."""
+
+    request_id: str
+    subject: str | None
+    role: str | None
+    expert: str | None
+    category: str | None
+    reason: str | None
+    status: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float
+    findings: dict[str, int] = field(default_factory=dict)  # kinds and counts, never values
+    prompt_text: str | None = None
+    answer_text: str | None = None
+    ts: float = field(default_factory=time.time)
+
+    def row(self) -> tuple[Any, ...]:
+        values = asdict(self)
+        values["findings"] = json.dumps(self.findings, sort_keys=True)
+        return tuple(values[c] for c in _COLUMNS)
+
+
+class SQLiteStore:
+    """The default store: one file, written from a worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self._db = sqlite3.connect(self._path, check_same_thread=False)
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS audit ({', '.join(_COLUMNS)})")
+        self._db.execute("CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts)")
+        self._db.commit()
+
+    def write(self, records: list[AuditRecord]) -> None:
+        assert self._db is not None
+        marks = ", ".join("?" for _ in _COLUMNS)
+        self._db.executemany(f"INSERT INTO audit VALUES ({marks})", [r.row() for r in records])
+        self._db.commit()
+
+    def prune(self, older_than: float) -> int:
+        """Retention: delete records before `older_than` (epoch seconds)."""
+        assert self._db is not None
+        deleted = self._db.execute("DELETE FROM audit WHERE ts < ?", (older_than,)).rowcount
+        self._db.commit()
+        return deleted
+
+    def query(self, since: float = 0.0, subject: str | None = None, expert: str | None = None,
+              status: int | None = None) -> list[dict[str, Any]]:
+        assert self._db is not None
+        sql = "SELECT * FROM audit WHERE ts >= ?"
+        args: list[Any] = [since]
+        for column, value in (("subject", subject), ("expert", expert), ("status", status)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        rows = self._db.execute(sql + " ORDER BY ts", args).fetchall()
+        return [dict(zip(_COLUMNS, r, strict=True)) | {"findings": json.loads(r[11])} for r in rows]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+class AuditWriter:
+    """`submit` never blocks: a full queue drops the record, counts and logs it; `stop` flushes what is queued."""
+
+    def __init__(self, store: SQLiteStore, max_queue: int = 10_000, batch: int = 200,
+                 retention_days: float | None = None) -> None:
+        self._store = store
+        self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(max_queue)
+        self._batch = batch
+        self._retention_s = retention_days * 86400 if retention_days else None
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.written = 0
+
+    def submit(self, record: AuditRecord) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("audit queue full: record %s dropped (%d so far)", record.request_id, self.dropped)
+
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self._store.open)
+        if self._retention_s:
+            await anyio.to_thread.run_sync(self._store.prune, time.time() - self._retention_s)
+        self._task = asyncio.create_task(self._drain_forever())
+
+    async def _flush(self, records: list[AuditRecord] | None = None) -> None:
+        records = records or []
+        while not self._queue.empty() and len(records) < self._batch:
+            records.append(self._queue.get_nowait())
+        if records:
+            await anyio.to_thread.run_sync(self._store.write, records)
+            self.written += len(records)
+
+    async def _drain_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            try:
+                await self._flush(batch)
+            except Exception:
+                log.exception("audit write failed; %d records lost", len(batch))
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        """Stop the drain task, then write everything still queued (SIGTERM loses nothing queued)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while not self._queue.empty():
+            await self._flush()
+        await anyio.to_thread.run_sync(self._store.close)
