@@ -39,11 +39,16 @@ def _eval(args: argparse.Namespace) -> int:
     except (RegistryError, DataError) as exc:
         print(f"coe experts eval: {exc}", file=sys.stderr)
         return 2
+    if args.no_likelihood:
+        args.metric = "accuracy"
     experts = [e for e in registry.experts if not args.expert or e.name in args.expert]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(
-        evaluate(experts, items, AnswerCache(out / "answers"), concurrency=args.concurrency)
+        evaluate(
+            experts, items, AnswerCache(out / "answers"), concurrency=args.concurrency,
+            likelihood=not args.no_likelihood,
+        )
     )
     if all(r.error for r in results):
         print("coe experts eval: every answer failed; are the experts running?", file=sys.stderr)
@@ -90,6 +95,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     run.add_argument("--expert", action="append", help="only this expert (repeatable)")
     run.add_argument("--metric", choices=["likelihood", "accuracy"], default="likelihood",
                      help="what ranks the experts: mean reference log-prob (every item) or exact scores")
+    run.add_argument("--no-likelihood", action="store_true",
+                     help="exact scores only (reference likelihoods are slow on vLLM-CPU with LoRA)")
     run.add_argument("--json", action="store_true", help="print one JSON object: table, report, ranking")
     run.add_argument("--write", action="store_true", help="write the ranking into the registry's routing:")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="table files and the answer cache")

@@ -41,9 +41,9 @@ class Result:
     error: str | None = None
 
 
-def expert_key(expert: ExpertConfig) -> str:
-    """Cache key: the expert's name plus what makes its answers differ (engine, model, generation limits)."""
-    digest = hashlib.sha256(json.dumps([expert.url, expert.model, MAX_TOKENS]).encode()).hexdigest()[:12]
+def expert_key(expert: ExpertConfig, likelihood: bool = True) -> str:
+    """Cache key: the expert's name plus what makes its answers differ (engine, model, limits, what is scored)."""
+    digest = hashlib.sha256(json.dumps([expert.url, expert.model, MAX_TOKENS, likelihood]).encode()).hexdigest()[:12]
     return f"{expert.name}-{digest}"
 
 
@@ -77,10 +77,11 @@ async def evaluate(
     concurrency: int = 8,
     timeout_s: float = 600.0,
     say: Say = say_to_stderr,
+    likelihood: bool = True,
 ) -> list[Result]:
     """Every (expert, item) pair, from the cache where answered before; failed ones are asked again on the next run."""
     pairs = [(expert, item) for expert in experts for item in items]
-    todo = [(e, i) for e, i in pairs if (cache.get(expert_key(e), i.id) or {"error": "new"})["error"]]
+    todo = [(e, i) for e, i in pairs if (cache.get(expert_key(e, likelihood), i.id) or {"error": "new"})["error"]]
     say(f"{len(pairs)} answers wanted, {len(pairs) - len(todo)} cached, {len(todo)} to ask "
         f"({len(experts)} experts, {len(items)} items, concurrency {concurrency})")
     done = 0
@@ -95,9 +96,10 @@ async def evaluate(
             eta = elapsed / done * (2 * len(todo) - done) if done else float("nan")
             say(f"{phase}: {done}/{2 * len(todo)} requests done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
 
-    async def likelihood(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
+    async def score_reference(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
         nonlocal done
-        likelihoods[(expert.name, item.id)] = await _likelihood(client, expert, item)
+        skipped = {"loglik": None, "error": None}
+        likelihoods[(expert.name, item.id)] = await _likelihood(client, expert, item) if likelihood else skipped
         done += 1
 
     gate = asyncio.Semaphore(concurrency)
@@ -107,7 +109,7 @@ async def evaluate(
         async with gate:
             row = await _answer(client, expert, item)
         scored = likelihoods[(expert.name, item.id)]
-        cache.put(expert_key(expert), item.id, {**row, **scored, "error": scored["error"] or row["error"]})
+        cache.put(expert_key(expert, likelihood), item.id, {**row, **scored, "error": scored["error"] or row["error"]})
         done += 1
 
     reporter = asyncio.create_task(progress())
@@ -117,7 +119,7 @@ async def evaluate(
             # (its LoRA logits kernel is sized for one row per request): score the references one at a time,
             # before and apart from the generations.
             for expert, item in todo:
-                await likelihood(client, expert, item)
+                await score_reference(client, expert, item)
             phase = "answers"
             await asyncio.gather(*(answer(client, e, i) for e, i in todo))
     finally:
@@ -126,7 +128,7 @@ async def evaluate(
         say(f"{2 * len(todo)}/{2 * len(todo)} requests done in {time.monotonic() - started:.0f} s")
     results = []
     for expert, item in pairs:
-        row = cache.get(expert_key(expert), item.id) or {}
+        row = cache.get(expert_key(expert, likelihood), item.id) or {}
         results.append(
             Result(expert.name, item, row.get("exact"), row.get("loglik"), row.get("output", ""), row.get("error"))
         )
