@@ -27,6 +27,12 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.set_defaults(handler=_serve)
 
 
+def _add_audit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.audit_query import add_audit
+
+    add_audit(subparsers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree: the gateway's own commands, then each installed package's."""
     from router_model.cli import add_commands as add_router_commands
@@ -34,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coe", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
+    _add_audit(subparsers)
     add_router_commands(subparsers)
     for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         entry.load()(subparsers)
