@@ -88,10 +88,53 @@ class SQLiteStore:
             self._db = None
 
 
+class PostgresStore(SQLiteStore):
+    """The same table in PostgreSQL (`psycopg` 3), for several replicas writing one trail."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(Path())
+        self._dsn = dsn
+        self._pg: Any = None
+
+    def open(self) -> None:
+        import psycopg
+
+        self._pg = psycopg.connect(self._dsn, autocommit=True)
+        types = {"ts": "DOUBLE PRECISION", "status": "INTEGER", "prompt_tokens": "INTEGER",
+                 "completion_tokens": "INTEGER", "latency_ms": "DOUBLE PRECISION"}
+        columns = ", ".join(f"{c} {types.get(c, 'TEXT')}" for c in _COLUMNS)
+        self._pg.execute(f"CREATE TABLE IF NOT EXISTS audit ({columns})")
+        self._pg.execute("CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts)")
+
+    def write(self, records: list[AuditRecord]) -> None:
+        marks = ", ".join("%s" for _ in _COLUMNS)
+        with self._pg.cursor() as cur:
+            cur.executemany(f"INSERT INTO audit VALUES ({marks})", [r.row() for r in records])
+
+    def prune(self, older_than: float) -> int:
+        return int(self._pg.execute("DELETE FROM audit WHERE ts < %s", (older_than,)).rowcount)
+
+    def query(self, since: float = 0.0, subject: str | None = None, expert: str | None = None,
+              status: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM audit WHERE ts >= %s"
+        args: list[Any] = [since]
+        for column, value in (("subject", subject), ("expert", expert), ("status", status)):
+            if value is not None:
+                sql += f" AND {column} = %s"
+                args.append(value)
+        rows = self._pg.execute(sql + " ORDER BY ts", args).fetchall()
+        return [dict(zip(_COLUMNS, r, strict=True)) | {"findings": json.loads(r[11])} for r in rows]
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+
+
 class AuditWriter:
     """`submit` never blocks: a full queue drops the record, counts and logs it; `stop` flushes what is queued."""
 
-    def __init__(self, store: SQLiteStore, max_queue: int = 10_000, batch: int = 200,
+    def __init__(self, store: SQLiteStore | PostgresStore, max_queue: int = 10_000, batch: int = 200,
                  retention_days: float | None = None) -> None:
         self._store = store
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(max_queue)
