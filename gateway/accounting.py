@@ -88,12 +88,22 @@ class RequestRecord:
                 m.prompt_tokens.labels(self.expert).inc(self.prompt_tokens)
             if self.output_tokens:
                 m.output_tokens.labels(self.expert).inc(self.output_tokens)
-            decode = (self.last_token_at or 0) - (self.first_token_at or 0)
-            if self.stream and self.output_tokens and self.output_tokens > 1 and decode > 0:
-                m.tokens_per_second.labels(self.expert).observe((self.output_tokens - 1) / decode)
+            rate = self._output_rate(now)
+            if rate is not None:
+                m.tokens_per_second.labels(self.expert).observe(rate)
             if self.disconnected:
                 m.client_disconnects.labels(self.expert).inc()
         request_log.info(json.dumps(self.log_fields(now), separators=(",", ":")))
+
+    def _output_rate(self, now: float) -> float | None:
+        """Tokens per second of decoding (streams: first to last token); of the whole answer when not streamed."""
+        if self.status != 200 or not self.output_tokens:
+            return None
+        if self.stream:
+            decode = (self.last_token_at or 0) - (self.first_token_at or 0)
+            return (self.output_tokens - 1) / decode if self.output_tokens > 1 and decode > 0 else None
+        elapsed = now - self.started
+        return self.output_tokens / elapsed if elapsed > 0 else None
 
     def log_fields(self, now: float) -> dict[str, Any]:
         """The request-log line's fields."""

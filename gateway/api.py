@@ -1,4 +1,4 @@
-"""The HTTP api: thin handlers that validate, call the service, and map results to responses."""
+"""The HTTP api: thin handlers that authenticate, call the service, and map results to responses."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway.auth import Caller
-from gateway.errors import APIError
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.registry import ROUTED_MODEL
+from gateway.errors import APIError, model_not_found
+from gateway.openapi import ChatCompletionBody, CompletionBody
+from gateway.registry import ROUTED_MODEL, ExpertConfig
 from gateway.serving import CompletionService
 from gateway.state import GatewayState
+from gateway.versions import engine_version
 
 
 async def get_state(request: Request) -> GatewayState:
@@ -47,35 +48,63 @@ def _body_schema(model: type[Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
+def _model_card(expert: ExpertConfig | None, created: int) -> dict[str, Any]:
+    if expert is None:
+        return {"id": ROUTED_MODEL, "object": "model", "created": created, "owned_by": "coe",
+                "description": "Routed: the router picks the expert for each request"}
+    return {"id": expert.name, "object": "model", "created": created, "owned_by": "coe",
+            "description": expert.description, "categories": expert.categories}
+
+
+def _visible(state: GatewayState, caller: Caller | None) -> list[ExpertConfig]:
+    allowed = caller.allowed if caller else None
+    return [e for e in state.registry.experts if allowed is None or e.name in allowed]
+
+
 def build_api() -> APIRouter:
     """The route table."""
     api = APIRouter()
 
-    @api.post("/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionRequest))
+    @api.post("/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionBody))
     async def chat_completions(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
-        allowed = caller.allowed if caller else None
-        return await service.handle(request, "chat", ChatCompletionRequest, "/chat/completions", allowed)
+        return await service.chat(request, caller.allowed if caller else None)
 
-    @api.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
+    @api.post("/v1/completions", openapi_extra=_body_schema(CompletionBody))
     async def completions(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
-        allowed = caller.allowed if caller else None
-        return await service.handle(request, "completions", CompletionRequest, "/completions", allowed)
+        return await service.completions(request, caller.allowed if caller else None)
+
+    @api.post("/tokenize")
+    async def tokenize(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
+        return await service.tokenize(request, caller.allowed if caller else None)
+
+    @api.post("/detokenize")
+    async def detokenize(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
+        return await service.detokenize(request, caller.allowed if caller else None)
 
     @api.get("/v1/models")
     async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
         created = int(state.started_at)
-        allowed = caller.allowed if caller else None
-        experts = [e for e in state.registry.experts if allowed is None or e.name in allowed]
-        data = [{"id": ROUTED_MODEL, "object": "model", "created": created, "owned_by": "coe",
-                 "description": "Routed: the router picks the expert for each request"}]
-        data += [{"id": e.name, "object": "model", "created": created, "owned_by": "coe",
-                  "description": e.description, "categories": e.categories} for e in experts]
+        data = [_model_card(None, created)] + [_model_card(e, created) for e in _visible(state, caller)]
         return {"object": "list", "data": data}
+
+    @api.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+        created = int(state.started_at)
+        if model_id == ROUTED_MODEL:
+            return _model_card(None, created)
+        expert = next((e for e in _visible(state, caller) if e.name == model_id), None)
+        if expert is None:
+            raise model_not_found(model_id)
+        return _model_card(expert, created)
+
+    @api.get("/version")
+    async def version(state: StateDep) -> Response:
+        """The fallback expert's engine version (what a vLLM client asks), with the gateway's own."""
+        return await engine_version(state)
 
     @api.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
-
     @api.get("/ready")
     async def ready(state: StateDep) -> JSONResponse:
         experts = state.health.snapshot()

@@ -15,9 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from threadpoolctl import threadpool_limits
 
 from gateway.api import build_api
 from gateway.auth import KeyRing
+from gateway.dispatch import Dispatcher
 from gateway.errors import APIError
 from gateway.health import HealthBoard
 from gateway.limits import ExpertLimiter, RetryBudget
@@ -36,11 +38,8 @@ RouterLoader = Callable[[Path], Router]
 
 def load_query_router(artifact: Path) -> Router:
     """The trained router from its artifact folder, warmed so the first request is not slow."""
-    from threadpoolctl import threadpool_limits
-
     from router_model.query_router import QueryRouter
 
-    threadpool_limits(limits=1)  # one BLAS/OpenMP thread per routing call; calls run in parallel threads instead
     if not (artifact / "meta.json").is_file():
         raise FileNotFoundError(f"no router artifact at {artifact} (train one with `coe router train`)")
     router = QueryRouter.load(artifact)
@@ -92,22 +91,22 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.loop = asyncio.get_running_loop()
+        # One BLAS/OpenMP thread per routing call (calls run in parallel worker threads instead); BLAS limits
+        # are process-wide, so they are set for the app's life and restored when it stops.
+        blas_limits = threadpool_limits(limits=1)
         if router_loader is not None:
             state.router = await anyio.to_thread.run_sync(router_loader, registry.router.artifact)
             warn_unclaimed(registry, state.router.categories)
         limits = httpx.Limits(max_connections=settings.max_connections,
                               max_keepalive_connections=settings.max_connections)
         async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
+            limiters = {e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
+                                              settings.max_queue, settings.queue_timeout_s) for e in registry.experts}
+            budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
+            dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
+            state.client = client
             state.service = CompletionService(
-                settings,
-                ExpertSelector(registry, state.router),
-                client,
-                metrics,
-                health,
-                {e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
-                                       settings.max_queue, settings.queue_timeout_s) for e in registry.experts},
-                RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min),
-                state.streams,
+                settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
@@ -116,6 +115,8 @@ def create_app(
                 finally:
                     tg.cancel_scope.cancel()
             state.service = None
+            state.client = None
+        blas_limits.restore_original_limits()
 
     app = FastAPI(title="CoE gateway", version="0.1.0", lifespan=lifespan)
     app.state.coe = state

@@ -37,8 +37,8 @@ class GatewayMetrics:
             buckets=_GAP_BUCKETS, registry=r,
         )
         self.tokens_per_second = Histogram(
-            "coe_output_tokens_per_second", "Completion tokens over decode time, per streamed request", ["expert"],
-            buckets=_RATE_BUCKETS, registry=r,
+            "coe_output_tokens_per_second", "Completion tokens per second (streams: decode time; else: whole answer)",
+            ["expert"], buckets=_RATE_BUCKETS, registry=r,
         )
         self.prompt_tokens = Counter("coe_prompt_tokens", "Prompt tokens (engine usage)", ["expert"], registry=r)
         self.output_tokens = Counter("coe_output_tokens", "Completion tokens (engine usage)", ["expert"], registry=r)
@@ -59,6 +59,10 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "coe_upstream_errors", "Failures talking to an expert's engine", ["expert", "kind"], registry=r
+        )
+        self.engine_rejections = Counter(
+            "coe_engine_rejections", "Requests an engine refused as invalid (4xx but 429): client errors, not faults",
+            ["expert", "status"], registry=r,
         )
         self.fallbacks = Counter(
             "coe_fallbacks", "Requests moved to another expert", ["from_expert", "to_expert", "reason"], registry=r

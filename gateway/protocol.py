@@ -1,134 +1,53 @@
-"""Request types for the OpenAI endpoints: validated strictly where it matters, unknown fields let through."""
+"""The typed view of a request: only what the gateway needs to route and relay; the engine judges the rest.
+
+The body is parsed once. Everything the gateway does not need (sampling parameters, roles, content parts,
+vLLM's extensions) is left exactly as the client sent it, so the engine's own checks and messages apply.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import ErrorDetails
+from pydantic import TypeAdapter, ValidationError
 
 from gateway.errors import bad_request
+from gateway.registry import ROUTED_MODEL
 
-Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
-
-
-class _Open(BaseModel):
-    """Fields we do not model still reach the engine (vLLM has many extensions)."""
-
-    model_config = ConfigDict(extra="allow")
+_BOOL = TypeAdapter(bool)  # pydantic's lax booleans, as vLLM reads them ("true", 1, ...)
 
 
-class TextPart(_Open):
-    type: Literal["text"]
+@dataclass(frozen=True)
+class Turn:
+    """One chat message as routing sees it: its role and its text parts joined."""
+
+    role: str
     text: str
 
 
-class ImagePart(_Open):
-    type: Literal["image_url"]
-    image_url: dict[str, Any] | str
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What every endpoint needs: the body to forward, the model asked for, and how to answer."""
+
+    payload: dict[str, Any]
+    model: str
+    stream: bool
+    include_usage: bool
 
 
-class OtherPart(_Open):
-    type: Literal["input_audio", "video_url", "file", "refusal", "audio_url"]
+@dataclass(frozen=True)
+class ChatCompletionRequest(ParsedRequest):
+    """`POST /v1/chat/completions`; `turns` are the messages that could be read (the engine checks them)."""
+
+    turns: tuple[Turn, ...]
 
 
-_PART_TAGS = {"text", "image_url", "input_audio", "video_url", "file", "refusal", "audio_url"}
-ContentPart = Annotated[TextPart | ImagePart | OtherPart, Field(discriminator="type")]
+@dataclass(frozen=True)
+class CompletionRequest(ParsedRequest):
+    """`POST /v1/completions`; `prompt_text` is the first text prompt, if any (token prompts have none)."""
 
-
-class ChatMessage(_Open):
-    role: Role
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-
-    @model_validator(mode="after")
-    def _content_required(self) -> ChatMessage:
-        has_calls = bool(getattr(self, "tool_calls", None) or getattr(self, "function_call", None))
-        if self.content is None and not (self.role == "assistant" and has_calls):
-            raise ValueError("content is required for this role")
-        return self
-
-
-class StreamOptions(_Open):
-    include_usage: bool | None = None
-    continuous_usage_stats: bool | None = None
-
-
-Stop = str | list[str] | None
-
-
-class SamplingParams(_Open):
-    """Parameters shared by chat and completions, with OpenAI's ranges."""
-
-    model: str = Field(min_length=1)
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=128)
-    max_tokens: int | None = Field(default=None, ge=1)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
-    stop: Stop = None
-    user: str | None = None
-    logit_bias: dict[str, float] | None = None
-
-    @model_validator(mode="after")
-    def _stream_options_need_stream(self) -> SamplingParams:
-        if self.stream_options is not None and not self.stream:
-            raise ValueError("stream_options is only allowed when stream is true")
-        return self
-
-
-class ChatCompletionRequest(SamplingParams):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-
-
-class CompletionRequest(SamplingParams):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    echo: bool | None = None
-    logprobs: int | None = Field(default=None, ge=0, le=5)
-    best_of: int | None = Field(default=None, ge=1, le=20)
-    suffix: str | None = None
-
-    @model_validator(mode="after")
-    def _prompt_not_empty(self) -> CompletionRequest:
-        if isinstance(self.prompt, list) and not self.prompt:
-            raise ValueError("prompt must not be empty")
-        return self
-
-
-_PARAM_OF_ROOT_RULE = {"stream_options is only allowed": "stream_options", "prompt must not be empty": "prompt"}
-
-
-def _param_of(error: ErrorDetails) -> str | None:
-    """OpenAI-style param path (`messages[0].role`) of a pydantic error, without union branch names."""
-    parts: list[str] = []
-    loc = error["loc"]
-    for index, part in enumerate(loc):
-        is_tag = part in _PART_TAGS and index > 0 and isinstance(loc[index - 1], int) and index < len(loc) - 1
-        if is_tag:
-            continue  # the discriminator's branch name, not a field
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif isinstance(part, str) and not (part[:1].isupper() or part in {"str", "list[int]", "list[str]"}):
-            if "[" in part or part.startswith(("function-", "literal[")):
-                continue  # union branch labels, not fields
-            parts.append(("." if parts else "") + part)
-    if not parts:
-        message = str(error.get("msg", ""))
-        return next((p for key, p in _PARAM_OF_ROOT_RULE.items() if key in message), None)
-    return "".join(parts)
-
-
-def _message_of(error: ErrorDetails, param: str | None) -> str:
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    return f"Invalid value for '{param}': {msg}" if param else msg
+    prompt_text: str
 
 
 def parse_json_body(body: bytes) -> dict[str, Any]:
@@ -144,17 +63,75 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def validate_request(model: type[SamplingParams], payload: dict[str, Any]) -> SamplingParams:
-    """Validate a request body; the first problem becomes a 400 naming its `param`."""
+def _flag(payload: dict[str, Any], key: str, param: str) -> bool:
+    value = payload.get(key)
+    if value is None:
+        return False
     try:
-        return model.model_validate(payload)
+        return _BOOL.validate_python(value)
     except ValidationError as exc:
-        # In a union the deepest error is the informative one ("unknown part type", not "not a string").
-        errors = exc.errors(include_url=False)
-        first = max(errors, key=lambda e: len(e["loc"]))
-        if first["type"] == "missing":
-            param = _param_of(first)
-            raise bad_request(f"Missing required parameter: '{param}'.", param=param) from exc
-        param = _param_of(first)
-        raise bad_request(_message_of(first, param), param=param) from exc
+        raise bad_request(f"Invalid value for '{param}': expected a boolean (true or false).", param=param) from exc
 
+
+def _common(payload: dict[str, Any]) -> tuple[str, bool, bool]:
+    """`model` (absent or empty: routed), `stream`, and whether the client asked for a usage chunk."""
+    model = payload.get("model")
+    if model is None or model == "":
+        model = ROUTED_MODEL
+    elif not isinstance(model, str):
+        raise bad_request(
+            f"Invalid value for 'model': expected a string ('{ROUTED_MODEL}' or an expert's name).", param="model"
+        )
+    stream = _flag(payload, "stream", "stream")
+    options = payload.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise bad_request(
+            "Invalid value for 'stream_options': expected an object such as {\"include_usage\": true}.",
+            param="stream_options",
+        )
+    include_usage = _flag(options, "include_usage", "stream_options.include_usage") if options else False
+    return model, stream, include_usage
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content: a string, or the `text` of its text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (p for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "\n".join(p["text"] for p in parts if isinstance(p.get("text"), str))
+    return ""
+
+
+def parse_chat(body: bytes) -> ChatCompletionRequest:
+    """A chat completion request; malformed messages are left for the engine to refuse in its own words."""
+    payload = parse_json_body(body)
+    model, stream, include_usage = _common(payload)
+    messages = payload.get("messages")
+    turns = tuple(
+        Turn(m["role"], text_of(m.get("content")))
+        for m in (messages if isinstance(messages, list) else ())
+        if isinstance(m, dict) and isinstance(m.get("role"), str)
+    )
+    return ChatCompletionRequest(payload, model, stream, include_usage, turns)
+
+
+def parse_completion(body: bytes) -> CompletionRequest:
+    """A completion request; the prompt's shape is the engine's to check."""
+    payload = parse_json_body(body)
+    model, stream, include_usage = _common(payload)
+    prompt = payload.get("prompt")
+    if isinstance(prompt, list):
+        prompt = prompt[0] if prompt and isinstance(prompt[0], str) else ""
+    return CompletionRequest(payload, model, stream, include_usage, prompt if isinstance(prompt, str) else "")
+
+
+def parse_tokenize(body: bytes) -> ParsedRequest:
+    """`/tokenize` and `/detokenize`: only `model` matters to the gateway (routed on `prompt` or `messages`)."""
+    payload = parse_json_body(body)
+    model, _, _ = _common({"model": payload.get("model")})
+    if "messages" in payload:
+        chat = parse_chat(body)
+        return ChatCompletionRequest(payload, model, False, False, chat.turns)
+    prompt = payload.get("prompt")
+    return CompletionRequest(payload, model, False, False, prompt if isinstance(prompt, str) else "")

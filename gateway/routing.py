@@ -1,4 +1,4 @@
-"""From a request to an expert: pick the text to classify, ask the router, map its category to an expert."""
+"""From a request to an expert: pick the text to route on, ask the router, map its category to an expert."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 import anyio.to_thread
 
 from gateway.errors import APIError, model_not_found
+from gateway.protocol import ChatCompletionRequest, CompletionRequest, ParsedRequest
 from gateway.registry import ROUTED_MODEL, ExpertConfig, Registry
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 RouteReason = Literal["classified", "pinned", "low_confidence", "failover"]
 
 # Long pasted text says what it is in its first lines; the embedder reads ~256 tokens anyway.
-MAX_CLASSIFIED_CHARS = 2000
+MAX_ROUTED_CHARS = 2000
 
 
 class Router(Protocol):
@@ -50,29 +51,20 @@ class ExpertChoice:
         return self.reason != "pinned"
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def text_to_classify(payload: dict[str, Any], context_chars: int) -> str:
+def routing_text(request: ParsedRequest, context_chars: int) -> str:
     """The routing policy: the last user turn, preceded by up to `context_chars` of earlier user turns.
 
     Earlier turns are taken newest first, so a short follow-up ("and in rust?") keeps its topic.
     System prompts and assistant turns are ignored: they describe the app, not the question.
     """
-    if "messages" not in payload:
-        prompt = payload.get("prompt")
-        if isinstance(prompt, list):
-            prompt = prompt[0] if prompt and isinstance(prompt[0], str) else ""
-        return (prompt if isinstance(prompt, str) else "")[:MAX_CLASSIFIED_CHARS]
-    user_turns = [_text_of(m.get("content")) for m in payload["messages"] if m.get("role") == "user"]
+    if isinstance(request, CompletionRequest):
+        return request.prompt_text[:MAX_ROUTED_CHARS]
+    if not isinstance(request, ChatCompletionRequest):
+        return ""
+    user_turns = [turn.text for turn in request.turns if turn.role == "user"]
     if not user_turns:
         return ""
-    last = user_turns[-1][:MAX_CLASSIFIED_CHARS]
+    last = user_turns[-1][:MAX_ROUTED_CHARS]
     context: list[str] = []
     budget = context_chars
     for turn in reversed(user_turns[:-1]):
@@ -113,10 +105,9 @@ class ExpertSelector:
             order.append(self._fallback)
         return tuple(order)
 
-    async def decide(self, payload: dict[str, Any], allowed: frozenset[str] | None = None) -> ExpertChoice:
+    async def decide(self, request: ParsedRequest, allowed: frozenset[str] | None = None) -> ExpertChoice:
         """Pin, route, or refuse (404, 403) the request's `model`; `allowed` limits the experts (API keys)."""
-        model = payload.get("model")
-        assert isinstance(model, str)
+        model = request.model
         if model != ROUTED_MODEL:
             pinned = self.known_expert(model)
             if pinned is None:
@@ -124,7 +115,7 @@ class ExpertSelector:
             if allowed is not None and pinned.name not in allowed:
                 raise forbidden_expert(pinned.name)
             return ExpertChoice(expert=pinned, reason="pinned", candidates=(pinned,))
-        decision = await self._route(payload)
+        decision = await self._route(request)
         if allowed is None:
             return decision
         candidates = tuple(e for e in decision.candidates if e.name in allowed)
@@ -132,10 +123,10 @@ class ExpertSelector:
             raise forbidden_expert(decision.expert.name)
         return replace(decision, expert=candidates[0], candidates=candidates)
 
-    async def _route(self, payload: dict[str, Any]) -> ExpertChoice:
-        """Classify the request's text and map the category to an expert."""
+    async def _route(self, request: ParsedRequest) -> ExpertChoice:
+        """Route the request's text and map the category to an expert."""
         assert self._fallback is not None
-        text = text_to_classify(payload, self.registry.router.context_chars)
+        text = routing_text(request, self.registry.router.context_chars)
         if self.router is None or not text.strip():
             return ExpertChoice(
                 expert=self._fallback,

@@ -6,6 +6,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import httpx
+
 from gateway.auth import KeyRing
 from gateway.health import HealthBoard
 from gateway.metrics import GatewayMetrics
@@ -28,6 +30,7 @@ class GatewayState:
     keys: KeyRing | None
     router: Router | None = None
     service: CompletionService | None = None
+    client: httpx.AsyncClient | None = None
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     started_at: float = field(default_factory=time.time)

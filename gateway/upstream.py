@@ -68,7 +68,7 @@ class Opened:
 async def open_upstream(
     client: httpx.AsyncClient,
     expert: ExpertConfig,
-    path: str,
+    url: str,
     body: bytes,
     headers: dict[str, str],
     timeouts: Timeouts,
@@ -76,7 +76,7 @@ async def open_upstream(
     """Send the request and read its first bytes, all within the time-to-first-byte limit."""
     request = client.build_request(
         "POST",
-        f"{expert.url}{path}",
+        url,
         content=body,
         headers=headers,
         timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.connect, pool=timeouts.connect),
@@ -95,7 +95,10 @@ async def open_upstream(
                     error.headers.setdefault("Retry-After", response.headers.get("retry-after", "2"))
                     if response.status_code >= 500:
                         error.status = 502  # the engine failed, not the gateway
-                kind = "http_429" if response.status_code == 429 else f"http_{response.status_code // 100}xx"
+                if retryable:
+                    kind = "http_429" if response.status_code == 429 else "http_5xx"
+                else:
+                    kind = "rejected"  # the engine judged the request itself invalid: passed on unchanged
                 raise UpstreamFailure(kind, error, retryable=retryable)
             chunks = response.aiter_raw()
             head = b""

@@ -18,9 +18,9 @@ def sample(stack: FakeStack, name: str, **labels: str) -> float:
 
 def upstream_pool(stack: FakeStack) -> list[Any]:
     """The connections of the gateway's httpx pool."""
-    service = stack.state.service
-    assert service is not None
-    return list(service.client._transport._pool.connections)  # type: ignore[attr-defined]
+    client = stack.state.client
+    assert client is not None
+    return list(client._transport._pool.connections)  # type: ignore[attr-defined]
 
 
 def busy_upstream_connections(stack: FakeStack) -> int:

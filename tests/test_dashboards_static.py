@@ -41,6 +41,7 @@ GATEWAY_METRICS = {
     "coe_inflight_requests": "gauge",
     "coe_expert_up": "gauge",
     "coe_upstream_errors_total": "counter",
+    "coe_engine_rejections_total": "counter",
     "coe_fallbacks_total": "counter",
     "coe_client_disconnects_total": "counter",
 }

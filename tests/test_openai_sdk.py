@@ -117,19 +117,31 @@ def test_unknown_model_is_not_found(fake_stack: FakeStack) -> None:
     ("kwargs", "param"),
     [
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
         ({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": True}}, "stream_options"),
         ({"messages": [{"role": "user", "content": [{"type": "nope"}]}]}, "messages[0].content[0]"),
     ],
 )
-def test_bad_requests_are_openai_400s(fake_stack: FakeStack, kwargs: dict[str, object], param: str) -> None:
+def test_the_engines_400s_reach_the_client_as_openai_errors(
+    fake_stack: FakeStack, kwargs: dict[str, object], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client_for(fake_stack).chat.completions.create(model="auto", **kwargs)  # type: ignore[call-overload]
     error = caught.value.body
     assert isinstance(error, dict)
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
+    assert sum(engine.stats.requests for engine in fake_stack.engines.values()) == 1, "the engine judged it"
+
+
+def test_custom_roles_and_unknown_fields_reach_the_engine(fake_stack: FakeStack) -> None:
+    messages = [{"role": "wizard", "content": "cast a python spell"}]
+    answer = client_for(fake_stack).chat.completions.create(
+        model="code", messages=messages, extra_body={"top_k": 5, "guided_choice": ["a", "b"]}  # type: ignore[arg-type]
+    )
+    assert answer.choices[0].message.content
+    body = fake_stack.engines["code"].stats.last_body
+    assert body["messages"] == messages and body["top_k"] == 5 and body["guided_choice"] == ["a", "b"]
 
 
 def test_invalid_json_is_a_400_not_a_422(fake_stack: FakeStack) -> None:

@@ -1,16 +1,27 @@
-"""Which text is classified, and how categories, confidence and keys become an expert."""
+"""Which text is routed on, and how categories, confidence and keys become an expert."""
 
 from __future__ import annotations
+
+import json
 
 import anyio
 import pytest
 
 from coe_testing.routers import KeywordRouter
 from gateway.errors import APIError
-from gateway.routing import ExpertSelector, text_to_classify
+from gateway.protocol import ParsedRequest, parse_chat, parse_completion
+from gateway.routing import ExpertSelector, routing_text
 from tests.fixtures_gateway import make_registry
 
 URLS = {"code": "http://c/v1", "math": "http://m/v1", "general": "http://g/v1"}
+
+
+def chat(payload: dict[str, object]) -> ParsedRequest:
+    return parse_chat(json.dumps(payload).encode())
+
+
+def completion(payload: dict[str, object]) -> ParsedRequest:
+    return parse_completion(json.dumps(payload).encode())
 
 
 def test_policy_uses_last_user_turn_with_bounded_context() -> None:
@@ -20,21 +31,21 @@ def test_policy_uses_last_user_turn_with_bounded_context() -> None:
         {"role": "assistant", "content": "use sorted()"},
         {"role": "user", "content": [{"type": "text", "text": "and in reverse?"}]},
     ]}
-    assert text_to_classify(payload, 1000) == "how do I sort a list in python\nand in reverse?"
-    assert text_to_classify(payload, 0) == "and in reverse?"
-    assert text_to_classify(payload, 5) == "how d\nand in reverse?"
+    assert routing_text(chat(payload), 1000) == "how do I sort a list in python\nand in reverse?"
+    assert routing_text(chat(payload), 0) == "and in reverse?"
+    assert routing_text(chat(payload), 5) == "how d\nand in reverse?"
 
 
 def test_policy_for_completions_and_long_text() -> None:
-    assert text_to_classify({"prompt": "def f():"}, 100) == "def f():"
-    assert text_to_classify({"prompt": ["first", "second"]}, 100) == "first"
-    assert text_to_classify({"prompt": [1, 2, 3]}, 100) == ""
-    assert len(text_to_classify({"messages": [{"role": "user", "content": "x" * 50_000}]}, 100)) == 2000
+    assert routing_text(completion({"prompt": "def f():"}), 100) == "def f():"
+    assert routing_text(completion({"prompt": ["first", "second"]}), 100) == "first"
+    assert routing_text(completion({"prompt": [1, 2, 3]}), 100) == ""
+    assert len(routing_text(chat({"messages": [{"role": "user", "content": "x" * 50_000}]}), 100)) == 2000
 
 
 def decide(payload: dict[str, object], allowed: frozenset[str] | None = None):  # type: ignore[no-untyped-def]
     selector = ExpertSelector(make_registry(URLS), KeywordRouter())
-    return anyio.run(selector.decide, payload, allowed)
+    return anyio.run(selector.decide, chat(payload), allowed)
 
 
 def test_classified_low_confidence_and_pinned() -> None:
@@ -58,3 +69,14 @@ def test_api_key_limits() -> None:
     with pytest.raises(APIError) as unknown:
         decide({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
     assert unknown.value.status == 404
+
+
+def test_a_request_without_model_is_routed() -> None:
+    routed = decide({"messages": [{"role": "user", "content": "python bug"}]})
+    assert (routed.expert.name, routed.reason) == ("code", "classified")
+
+
+def test_unreadable_messages_route_on_what_can_be_read() -> None:
+    request = chat({"messages": [42, {"role": "user", "content": 7}, {"role": "custom", "content": "x"},
+                                 {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "hi"}]}]})
+    assert routing_text(request, 1000) == "\nhi"

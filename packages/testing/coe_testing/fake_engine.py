@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from coe_testing.engine_protocol import check_request
+
 # Faults a test can ask for; each mimics something engines or proxies really do.
 FAULTS = (
     "none", "status_500", "status_503", "status_429", "status_400", "html_502", "flat_400", "string_400",
@@ -64,7 +66,7 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 
 class FakeEngine:
-    """An ASGI app serving `/v1/chat/completions`, `/v1/completions`, `/v1/models`, `/health`, `/metrics`."""
+    """An ASGI app serving vLLM's chat, completions, models, tokenize, detokenize, version, health, metrics."""
 
     def __init__(self, served_model: str = "fake-model", behaviour: FakeBehaviour | None = None) -> None:
         self.served_model = served_model
@@ -74,6 +76,9 @@ class FakeEngine:
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/completions", self._completions, methods=["POST"]),
             Route("/v1/models", self._models),
+            Route("/tokenize", self._tokenize, methods=["POST"]),
+            Route("/detokenize", self._detokenize, methods=["POST"]),
+            Route("/version", lambda r: JSONResponse({"version": "fake-0.1"})),
             Route("/health", lambda r: PlainTextResponse("")),
             Route("/metrics", self._metrics),
         ])
@@ -85,6 +90,19 @@ class FakeEngine:
         return JSONResponse({"object": "list", "data": [
             {"id": self.served_model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": 2048}
         ]})
+
+    async def _tokenize(self, request: Request) -> JSONResponse:
+        payload = await request.json()
+        self.stats.last_body = payload
+        if payload.get("model") != self.served_model:
+            return JSONResponse({"error": {"message": f"The model `{payload.get('model')}` does not exist.",
+                                           "type": "NotFoundError", "param": None, "code": 404}}, status_code=404)
+        tokens = list(range(_words(payload)))  # one token per word
+        return JSONResponse({"count": len(tokens), "max_model_len": 2048, "tokens": tokens, "token_strs": None})
+
+    async def _detokenize(self, request: Request) -> JSONResponse:
+        payload = await request.json()
+        return JSONResponse({"prompt": " ".join(f"w{t}" for t in payload.get("tokens", []))})
 
     async def _metrics(self, request: Request) -> PlainTextResponse:
         s = self.stats
@@ -100,7 +118,10 @@ class FakeEngine:
         return await self._answer(request, chat=False)
 
     async def _answer(self, request: Request, chat: bool) -> Response:
-        payload = await request.json()
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
         self.stats.requests += 1
         self.stats.last_body = payload
         self.stats.last_headers = dict(request.headers)
@@ -110,6 +131,9 @@ class FakeEngine:
             return early
         if b.fault == "silent":
             await anyio.sleep(3600)
+        refused = check_request(payload, chat)
+        if refused is not None:
+            return refused
         if payload.get("model") != self.served_model:
             return JSONResponse({"error": {"message": f"The model `{payload.get('model')}` does not exist.",
                                            "type": "NotFoundError", "param": None, "code": 404}}, status_code=404)

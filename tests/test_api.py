@@ -1,0 +1,44 @@
+"""The route table beyond completions: models, the engine's own endpoints, health and readiness."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.fixtures_gateway import FakeStack
+
+
+def test_one_model_card_per_id(fake_stack: FakeStack) -> None:
+    card = httpx.get(f"{fake_stack.url}/v1/models/code", timeout=10).json()
+    assert (card["id"], card["object"], card["categories"]) == ("code", "model", ["code"])
+    assert httpx.get(f"{fake_stack.url}/v1/models/auto", timeout=10).json()["id"] == "auto"
+    missing = httpx.get(f"{fake_stack.url}/v1/models/gpt-9", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_tokenize_goes_to_the_named_experts_engine(fake_stack: FakeStack) -> None:
+    answer = httpx.post(f"{fake_stack.url}/tokenize", json={"model": "math", "prompt": "one two three"}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["count"] == 3
+    assert answer.headers["x-coe-expert"] == "math"
+    assert fake_stack.engines["math"].stats.last_body["model"] == fake_stack.engines["math"].served_model
+
+
+def test_tokenize_routes_like_a_request(fake_stack: FakeStack) -> None:
+    messages = [{"role": "user", "content": "fix my python bug"}]
+    answer = httpx.post(f"{fake_stack.url}/tokenize", json={"messages": messages}, timeout=10)
+    assert answer.status_code == 200 and answer.headers["x-coe-expert"] == "code"
+
+
+def test_detokenize(fake_stack: FakeStack) -> None:
+    answer = httpx.post(f"{fake_stack.url}/detokenize", json={"model": "code", "tokens": [1, 2]}, timeout=10)
+    assert answer.json() == {"prompt": "w1 w2"}
+
+
+def test_version_is_the_engines_with_the_gateways(fake_stack: FakeStack) -> None:
+    version = httpx.get(f"{fake_stack.url}/version", timeout=10).json()
+    assert version["version"] == "fake-0.1" and version["coe_gateway"]
+
+
+def test_health_and_ready(fake_stack: FakeStack) -> None:
+    assert httpx.get(f"{fake_stack.url}/health", timeout=10).json() == {"status": "ok"}
+    ready = httpx.get(f"{fake_stack.url}/ready", timeout=10)
+    assert ready.status_code == 200 and set(ready.json()["experts"]) == set(fake_stack.engines)
