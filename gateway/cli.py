@@ -33,6 +33,22 @@ def _add_audit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_audit(subparsers)
 
 
+def _hash_keys(args: argparse.Namespace) -> int:
+    from gateway.auth import hash_key
+
+    for line in sys.stdin:
+        if line.strip():
+            print(hash_key(line.strip()))
+    return 0
+
+
+def _add_keys(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = subparsers.add_parser("keys", help="API key helpers")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    hashing = actions.add_parser("hash", help="print the SHA-256 (for the keys file) of each key read from stdin")
+    hashing.set_defaults(handler=_hash_keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree: the gateway's own commands, then each installed package's."""
     from router_model.cli import add_commands as add_router_commands
@@ -41,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
     _add_audit(subparsers)
+    _add_keys(subparsers)
     add_router_commands(subparsers)
     for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         entry.load()(subparsers)

@@ -25,6 +25,7 @@ class ExpertHealth:
     opened_at: float | None = None
     last_error: str | None = None
     probed: bool = False
+    times_opened: int = 0
 
     def is_up(self, now: float | None = None) -> bool:
         """Whether requests may be sent (half-open after the cool-down lets a trial through)."""
@@ -50,6 +51,8 @@ class ExpertHealth:
         self.consecutive_failures += 1
         self.last_error = reason
         if self.consecutive_failures >= self.failures_to_open or self.opened_at is not None:
+            if self.opened_at is None:
+                self.times_opened += 1
             self.opened_at = time.monotonic()
 
 
@@ -100,6 +103,7 @@ class HealthBoard:
                 "consecutive_failures": h.consecutive_failures,
                 "last_error": h.last_error,
                 "probed": h.probed,
+                "times_opened": h.times_opened,
             }
             for name, h in self._health.items()
         }

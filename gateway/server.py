@@ -41,9 +41,11 @@ def configure_logging(settings: Settings) -> None:
     request_log = logging.getLogger("coe.requests")
     request_log.propagate = False
     request_log.setLevel(logging.INFO if settings.request_log else logging.WARNING)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    request_log.addHandler(handler)
+    if not any(getattr(h, "coe_request_log", False) for h in request_log.handlers):  # once, however often called
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.coe_request_log = True  # type: ignore[attr-defined]
+        request_log.addHandler(handler)
 
 
 def app_from_environment() -> FastAPI:

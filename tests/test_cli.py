@@ -24,3 +24,15 @@ def test_missing_router_artifact_is_reported(tmp_path: Path, capsys: pytest.Capt
                                 "experts": [{"name": "a", "url": "http://h:1/v1", "model": "m"}]}))
     assert main(["serve", "--experts", str(path), "--port", "1"]) == 2
     assert "no router artifact at" in capsys.readouterr().err
+
+
+def test_keys_hash_prints_what_the_keys_file_stores(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from gateway.auth import hash_key
+    from gateway.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("sk-one\n\nsk-two\n"))
+    assert main(["keys", "hash"]) == 0
+    assert capsys.readouterr().out.split() == [hash_key("sk-one"), hash_key("sk-two")]

@@ -77,7 +77,9 @@ def test_silent_engine_times_out_then_fails_over(stack_factory: Callable[..., Fa
     assert_openai_error(ask(stack, "code"), 504)
     routed = ask(stack, "auto", stream=True)
     assert routed.status_code == 200 and routed.headers["x-coe-route-reason"] == "failover"
-    assert wait_until(lambda: at_baseline(stack) or stack.engines["code"].stats.active == 0)
+    # The timed-out attempt left nothing behind: no busy upstream connection, nothing in flight.
+    assert wait_until(lambda: at_baseline(stack))
+    assert sample(stack, "coe_upstream_errors_total", expert="code", kind="timeout") == 2
 
 
 @pytest.mark.parametrize(("fault", "code"), [

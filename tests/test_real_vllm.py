@@ -157,15 +157,20 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                 messages=[{"role": "user", "content": "How do I fix a null pointer exception in Java?"}])
             if stream:
                 list(result)  # type: ignore[arg-type]
-        time.sleep(4)  # several scrapes after the traffic, so rate() has two points
-        failures = []
-        for query in promql_expressions():
-            answer = httpx.get(f"{api}/query", params={"query": query.expr}, timeout=10).json()
-            if answer.get("status") != "success":
-                failures.append(f"{query.where}: {answer.get('error')}")
-            elif not answer["data"]["result"]:
-                failures.append(f"{query.where}: no data for {query.expr}")
-        assert not failures, "\n".join(failures)
+        # rate() needs two scrapes that saw the traffic: wait until every query has data, not a fixed time.
+        failures: list[str] = []
+
+        def every_query_has_data() -> bool:
+            failures.clear()
+            for query in promql_expressions():
+                answer = httpx.get(f"{api}/query", params={"query": query.expr}, timeout=10).json()
+                if answer.get("status") != "success":
+                    failures.append(f"{query.where}: {answer.get('error')}")
+                elif not answer["data"]["result"]:
+                    failures.append(f"{query.where}: no data for {query.expr}")
+            return not failures
+
+        assert wait_until(every_query_has_data, timeout_s=60), "\n".join(failures)
     finally:
         process.terminate()
         process.wait(30)
