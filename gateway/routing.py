@@ -95,8 +95,11 @@ class ExpertSelector:
         return self.registry.expert(model)
 
     def candidates_for(self, ranked: Sequence[tuple[str, float]], first: ExpertConfig) -> tuple[ExpertConfig, ...]:
-        """Failover order: the chosen expert, the router's next-ranked experts, then the fallback."""
+        """Failover order: the chosen expert, the rest of its category's ranking (the measured table, best
+        first), the best experts of the router's next-ranked categories, then the fallback."""
         order = [first]
+        if ranked:
+            order += [e for e in self.registry.ranked_experts(ranked[0][0]) if e not in order]
         for category, _ in ranked:
             expert = self.registry.expert_for_category(category)
             if expert not in order:

@@ -80,3 +80,22 @@ def test_table_and_checksum_go_together(tmp_path: Path) -> None:
         load_registry(path)
     path.write_text(REGISTRY + "routing: {ranked: {code: [code, math]}}\n")
     assert load_registry(path).expert_for_category("code").name == "code"
+
+
+def test_failover_follows_the_measured_ranking_of_the_chosen_category() -> None:
+    import anyio
+
+    from coe_testing.routers import KeywordRouter
+    from gateway.protocol import parse_chat
+    from gateway.registry import Registry
+    from gateway.routing import ExpertSelector
+
+    registry = Registry.model_validate({
+        "fallback": "general",
+        "experts": [{"name": n, "url": f"http://{n}/v1", "model": n, "categories": [n]}
+                    for n in ("code", "math", "general")],
+        "routing": {"ranked": {"code": ["code", "general", "math"]}},
+    })
+    body = b'{"model": "auto", "messages": [{"role": "user", "content": "python bug"}]}'
+    choice = anyio.run(ExpertSelector(registry, KeywordRouter()).decide, parse_chat(body))
+    assert [e.name for e in choice.candidates] == ["code", "general", "math"]
