@@ -1,0 +1,126 @@
+"""The same requests straight to a real vLLM engine and through the gateway pinned to it: the same answers.
+
+Status, error message and every response field are compared, except what differs by nature (ids, creation
+times, the `model` field, which names the expert). Greedy decoding makes the text comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from coe_testing.servers import ServerThread
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.fixtures_engines import LocalEngines
+from tests.observe import sse_events
+
+pytestmark = pytest.mark.vllm
+
+EXPERT = "general"  # the base model, served under the expert's own name: same `model` both ways
+VOLATILE = {"id", "created", "model", "system_fingerprint", "service_tier", "kv_transfer_params"}
+USER = [{"role": "user", "content": "Name three colours."}]
+
+CHAT_CASES: dict[str, dict[str, Any]] = {
+    "plain": {"messages": USER, "max_tokens": 12},
+    "custom_role": {"messages": [{"role": "narrator", "content": "Once upon a time"}, *USER], "max_tokens": 8},
+    "logprobs": {"messages": USER, "max_tokens": 6, "logprobs": True, "top_logprobs": 3},
+    "n_2": {"messages": USER, "max_tokens": 6, "n": 2},
+    "stop": {"messages": USER, "max_tokens": 20, "stop": [","]},
+    "json_schema": {"messages": [{"role": "user", "content": "Give a colour as JSON."}], "max_tokens": 20,
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": {
+                        "type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}}}},
+    "top_logprobs_too_many": {"messages": USER, "max_tokens": 4, "logprobs": True, "top_logprobs": 50},
+    "content_is_a_number": {"messages": [{"role": "user", "content": 42}], "max_tokens": 4},
+    "max_tokens_over_context": {"messages": USER, "max_tokens": 10**6},
+    "temperature_out_of_range": {"messages": USER, "max_tokens": 4, "temperature": -1},
+}
+COMPLETION_CASES: dict[str, dict[str, Any]] = {
+    "plain": {"prompt": "The capital of France is", "max_tokens": 8},
+    "logprobs_10": {"prompt": "The capital of France is", "max_tokens": 4, "logprobs": 10},
+    "echo": {"prompt": "One, two,", "max_tokens": 4, "echo": True},
+    "token_prompt": {"prompt": [504, 3575, 282], "max_tokens": 4},
+    "empty_prompt": {"prompt": "", "max_tokens": 4},
+    "prompt_embeds_only": {"prompt_embeds": "bm90IGEgdGVuc29y", "max_tokens": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def paths(local_engines: LocalEngines) -> Iterator[tuple[str, str]]:
+    """The engine's root URL and the gateway's, both serving `EXPERT`."""
+    settings = Settings(experts=local_engines.registry_path, probe_interval_s=5.0)
+    with ServerThread(create_app(settings, local_engines.registry, router_loader=None)) as gateway:
+        yield local_engines.base_urls[EXPERT].removesuffix("/v1"), gateway.url
+
+
+def comparable(value: Any) -> Any:
+    """The answer without its volatile fields; floats rounded (two runs of a CPU engine differ in the last bits)."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 2)
+    return value
+
+
+def both(paths: tuple[str, str], path: str, body: dict[str, Any]) -> tuple[httpx.Response, httpx.Response]:
+    engine, gateway = paths
+    payload = {"model": EXPERT, "temperature": 0.0, **body}
+    with httpx.Client(timeout=300) as client:
+        return client.post(engine + path, json=payload), client.post(gateway + path, json=payload)
+
+
+def assert_same(direct: httpx.Response, through: httpx.Response) -> None:
+    assert through.status_code == direct.status_code, (direct.text[:300], through.text[:300])
+    if direct.status_code >= 400:
+        assert through.json()["error"]["message"] == direct.json()["error"]["message"]
+        assert through.json()["error"].get("param") == direct.json()["error"].get("param")
+    else:
+        assert comparable(through.json()) == comparable(direct.json())
+        assert through.json()["model"] == EXPERT
+
+
+@pytest.mark.parametrize("case", sorted(CHAT_CASES))
+def test_chat(paths: tuple[str, str], case: str) -> None:
+    assert_same(*both(paths, "/v1/chat/completions", CHAT_CASES[case]))
+
+
+@pytest.mark.parametrize("case", sorted(COMPLETION_CASES))
+def test_completions(paths: tuple[str, str], case: str) -> None:
+    assert_same(*both(paths, "/v1/completions", COMPLETION_CASES[case]))
+
+
+def streamed_text(response: httpx.Response) -> tuple[str, list[Any], Any]:
+    events = [e for e in sse_events(response.content) if e != "[DONE]"]
+    text = "".join((c.get("delta", {}).get("content") or c.get("text") or "") for e in events for c in e["choices"])
+    finishes = [c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")]
+    usage = next((e["usage"] for e in events if e.get("usage")), None)
+    return text, finishes, usage
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"messages": USER, "max_tokens": 12, "stream": True,
+                              "stream_options": {"include_usage": True}}),
+    ("/v1/completions", {"prompt": "The capital of France is", "max_tokens": 8, "stream": True}),
+])
+def test_streams(paths: tuple[str, str], path: str, body: dict[str, Any]) -> None:
+    direct, through = both(paths, path, body)
+    assert direct.status_code == through.status_code == 200
+    assert streamed_text(through) == streamed_text(direct)
+    assert sse_events(through.content)[-1] == "[DONE]"
+
+
+def test_engine_endpoints(paths: tuple[str, str]) -> None:
+    engine, gateway = paths
+    with httpx.Client(timeout=60) as client:
+        assert client.get(f"{gateway}/version").json()["version"] == client.get(f"{engine}/version").json()["version"]
+        body = {"model": EXPERT, "prompt": "Hello world"}
+        tokens = client.post(f"{engine}/tokenize", json=body).json()
+        assert client.post(f"{gateway}/tokenize", json=body).json() == tokens
+        back = {"model": EXPERT, "tokens": tokens["tokens"]}
+        assert client.post(f"{gateway}/detokenize", json=back).json() == client.post(f"{engine}/detokenize",
+                                                                                       json=back).json()
