@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -128,19 +127,6 @@ def _param_of(error: ErrorDetails) -> str | None:
 def _message_of(error: ErrorDetails, param: str | None) -> str:
     msg = str(error["msg"]).removeprefix("Value error, ")
     return f"Invalid value for '{param}': {msg}" if param else msg
-
-
-def parse_json_body(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400."""
-    if not body.strip():
-        raise bad_request("The request body is empty; expected a JSON object.")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(payload, dict):
-        raise bad_request("The request body must be a JSON object.")
-    return payload
 
 
 def validate_request(model: type[SamplingParams], payload: dict[str, Any]) -> SamplingParams:
