@@ -94,29 +94,34 @@ def create_app(
         # One BLAS/OpenMP thread per routing call (calls run in parallel worker threads instead); BLAS limits
         # are process-wide, so they are set for the app's life and restored when it stops.
         blas_limits = threadpool_limits(limits=1)
-        if router_loader is not None:
-            state.router = await anyio.to_thread.run_sync(router_loader, registry.router.artifact)
-            warn_unclaimed(registry, state.router.categories)
-        limits = httpx.Limits(max_connections=settings.max_connections,
-                              max_keepalive_connections=settings.max_connections)
-        async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
-            limiters = {e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
-                                              settings.max_queue, settings.queue_timeout_s) for e in registry.experts}
-            budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
-            dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
-            state.client = client
-            state.service = CompletionService(
-                settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams
-            )
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
-                try:
-                    yield
-                finally:
-                    tg.cancel_scope.cancel()
-            state.service = None
-            state.client = None
-        blas_limits.restore_original_limits()
+        try:
+            if router_loader is not None:
+                state.router = await anyio.to_thread.run_sync(router_loader, registry.router.artifact)
+                warn_unclaimed(registry, state.router.categories)
+            limits = httpx.Limits(max_connections=settings.max_connections,
+                                  max_keepalive_connections=settings.max_connections)
+            async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
+                limiters = {
+                    e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
+                                          settings.max_queue, settings.queue_timeout_s)
+                    for e in registry.experts
+                }
+                budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
+                dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
+                state.client = client
+                state.service = CompletionService(
+                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams
+                )
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
+                    try:
+                        yield
+                    finally:
+                        tg.cancel_scope.cancel()
+                state.service = None
+                state.client = None
+        finally:
+            blas_limits.restore_original_limits()
 
     app = FastAPI(title="CoE gateway", version="0.1.0", lifespan=lifespan)
     app.state.coe = state

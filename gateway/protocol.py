@@ -107,13 +107,17 @@ def parse_chat(body: bytes) -> ChatCompletionRequest:
     """A chat completion request; malformed messages are left for the engine to refuse in its own words."""
     payload = parse_json_body(body)
     model, stream, include_usage = _common(payload)
+    return ChatCompletionRequest(payload, model, stream, include_usage, _turns(payload))
+
+
+def _turns(payload: dict[str, Any]) -> tuple[Turn, ...]:
+    """The messages that can be read as (role, text); the rest are the engine's to refuse."""
     messages = payload.get("messages")
-    turns = tuple(
+    return tuple(
         Turn(m["role"], text_of(m.get("content")))
         for m in (messages if isinstance(messages, list) else ())
         if isinstance(m, dict) and isinstance(m.get("role"), str)
     )
-    return ChatCompletionRequest(payload, model, stream, include_usage, turns)
 
 
 def parse_completion(body: bytes) -> CompletionRequest:
@@ -131,7 +135,6 @@ def parse_tokenize(body: bytes) -> ParsedRequest:
     payload = parse_json_body(body)
     model, _, _ = _common({"model": payload.get("model")})
     if "messages" in payload:
-        chat = parse_chat(body)
-        return ChatCompletionRequest(payload, model, False, False, chat.turns)
+        return ChatCompletionRequest(payload, model, False, False, _turns(payload))
     prompt = payload.get("prompt")
     return CompletionRequest(payload, model, False, False, prompt if isinstance(prompt, str) else "")
