@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coe_local.manifest import MANIFEST_NAME, read_manifest, staged_folder, verify_folder
-from coe_local.models import ModelPrepareError, Say
+from coe_local.models import ModelPrepareError, Say, catalogue_entry
 
 # Trained by `make adapters` (coe_local.adapter_training) from ../shared/datasets/experts/train; never at run time.
 SHIPPED_ADAPTERS = Path(__file__).resolve().parent / "artifacts" / "adapters"
@@ -38,12 +38,7 @@ def adapter_dir(cache_dir: Path, adapter_id: str) -> Path:
 
 def adapter_recipe(adapter_id: str) -> AdapterRecipe:
     """The catalogue entry for `adapter_id`, with the known ids in the error."""
-    try:
-        return ADAPTERS[adapter_id]
-    except KeyError:
-        raise ModelPrepareError(
-            f"unknown local adapter {adapter_id!r}; known: {', '.join(ADAPTERS)}"
-        ) from None
+    return catalogue_entry(ADAPTERS, adapter_id, "adapter")
 
 
 def shipped_source(adapter_id: str, shipped: Path = SHIPPED_ADAPTERS) -> dict[str, object]:

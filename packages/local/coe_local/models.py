@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from coe_local.manifest import sha256_file, staged_folder, verify_folder, write_manifest
 
@@ -64,14 +65,20 @@ def model_dir(cache_dir: Path, model_id: str) -> Path:
     return cache_dir / "models" / model_id
 
 
+T = TypeVar("T")
+
+
+def catalogue_entry(catalogue: Mapping[str, T], key: str, kind: str) -> T:
+    """`catalogue[key]`, or a ModelPrepareError that lists the known ids."""
+    try:
+        return catalogue[key]
+    except KeyError:
+        raise ModelPrepareError(f"unknown local {kind} {key!r}; known: {', '.join(catalogue)}") from None
+
+
 def base_model(model_id: str) -> GgufModel:
     """The catalogue entry for `model_id`, with the known ids in the error."""
-    try:
-        return BASE_MODELS[model_id]
-    except KeyError:
-        raise ModelPrepareError(
-            f"unknown local model {model_id!r}; known: {', '.join(BASE_MODELS)}"
-        ) from None
+    return catalogue_entry(BASE_MODELS, model_id, "model")
 
 
 def _source(model: GgufModel, gguf: Path) -> dict[str, str]:
