@@ -69,6 +69,10 @@ def test_engine_client_errors_keep_their_message(fake_stack: FakeStack, fault: s
     error = assert_openai_error(ask(fake_stack, "auto"), 400)
     assert error["type"] == "invalid_request_error"
     assert error["message"] in {"flat shaped error", "a bare string error", "max_tokens is too large"}
+    # The client's mistake, not an expert fault: counted apart, the breaker left alone.
+    assert sample(fake_stack, "coe_engine_rejections_total", expert="code", status="400") == 1
+    assert sample(fake_stack, "coe_upstream_errors_total", expert="code", kind="rejected") == 0
+    assert fake_stack.state.health.snapshot()["code"]["consecutive_failures"] == 0
 
 
 def test_silent_engine_times_out_then_fails_over(stack_factory: Callable[..., FakeStack]) -> None:
