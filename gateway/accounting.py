@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ class RequestRecord:
     content_events: int = 0
     error_kind: str | None = None
     disconnected: bool = False
+    answer_parts: list[str] | None = None  # the answer's text, collected only when an audit policy keeps it
+    on_close: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     _inflight_expert: str | None = None
     _closed: bool = False
 
@@ -94,6 +97,11 @@ class RequestRecord:
             if self.disconnected:
                 m.client_disconnects.labels(self.expert).inc()
         request_log.info(json.dumps(self.log_fields(now), separators=(",", ":")))
+        for hook in self.on_close:
+            try:
+                hook(self)
+            except Exception:  # a hook (audit, token accounting) must never break the answer
+                request_log.exception("a request-close hook failed")
 
     def _output_rate(self, now: float) -> float | None:
         """Tokens per second of decoding (streams: first to last token); of the whole answer when not streamed."""

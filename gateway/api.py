@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.auth import Caller
 from gateway.errors import APIError, model_not_found
+from gateway.identity import Principal
 from gateway.openapi import ChatCompletionBody, CompletionBody
 from gateway.registry import ROUTED_MODEL, ExpertConfig
-from gateway.serving import CompletionService
+from gateway.serving import CompletionService, request_id_of
 from gateway.state import GatewayState
 from gateway.versions import engine_version
 
@@ -33,15 +33,19 @@ async def get_service(state: StateDep) -> CompletionService:
     return state.service
 
 
-async def get_caller(request: Request, state: StateDep) -> Caller | None:
-    """The authenticated caller when API keys are on; None when they are off."""
-    if state.keys is None:
-        return None
-    return state.keys.authenticate(request.headers.get("authorization"))
+async def get_caller(request: Request, state: StateDep) -> Principal | None:
+    """The authenticated caller (an API key or a bearer token); None when authentication is off."""
+    return await state.access.authenticate(request.headers.get("authorization"), request_id_of(request))
+
+
+async def require_admin(caller: Annotated[Principal | None, Depends(get_caller)], state: StateDep) -> None:
+    """`/admin/*`: only a caller whose role has `admin: true` (open only when authentication is off)."""
+    if state.access.authenticator.enabled and not (caller and caller.admin):
+        raise APIError(403, "Your role may not use the admin endpoints.", code="admin_required")
 
 
 ServiceDep = Annotated[CompletionService, Depends(get_service)]
-CallerDep = Annotated[Caller | None, Depends(get_caller)]
+CallerDep = Annotated[Principal | None, Depends(get_caller)]
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
@@ -56,7 +60,7 @@ def _model_card(expert: ExpertConfig | None, created: int) -> dict[str, Any]:
             "description": expert.description, "categories": expert.categories}
 
 
-def _visible(state: GatewayState, caller: Caller | None) -> list[ExpertConfig]:
+def _visible(state: GatewayState, caller: Principal | None) -> list[ExpertConfig]:
     allowed = caller.allowed if caller else None
     return [e for e in state.registry.experts if allowed is None or e.name in allowed]
 
@@ -67,19 +71,19 @@ def build_api() -> APIRouter:
 
     @api.post("/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionBody))
     async def chat_completions(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
-        return await service.chat(request, caller.allowed if caller else None)
+        return await service.chat(request, caller)
 
     @api.post("/v1/completions", openapi_extra=_body_schema(CompletionBody))
     async def completions(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
-        return await service.completions(request, caller.allowed if caller else None)
+        return await service.completions(request, caller)
 
     @api.post("/tokenize")
     async def tokenize(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
-        return await service.tokenize(request, caller.allowed if caller else None)
+        return await service.tokenize(request, caller)
 
     @api.post("/detokenize")
     async def detokenize(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
-        return await service.detokenize(request, caller.allowed if caller else None)
+        return await service.detokenize(request, caller)
 
     @api.get("/v1/models")
     async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:

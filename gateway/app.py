@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
+from gateway.access import Access
 from gateway.api import build_api
 from gateway.auth import KeyRing
 from gateway.dispatch import Dispatcher
@@ -86,7 +87,8 @@ def create_app(
         on_change=lambda name, up: metrics.expert_up.labels(name).set(1 if up else 0),
     )
     keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
-    state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys)
+    access = Access.build(settings.security, keys, metrics)
+    state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys, access)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,7 +102,8 @@ def create_app(
                 warn_unclaimed(registry, state.router.categories)
             limits = httpx.Limits(max_connections=settings.max_connections,
                                   max_keepalive_connections=settings.max_connections)
-            async with httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
+            async with access.running(), \
+                    httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
                 limiters = {
                     e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
                                           settings.max_queue, settings.queue_timeout_s)
@@ -110,7 +113,7 @@ def create_app(
                 dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
                 state.client = client
                 state.service = CompletionService(
-                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams
+                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)

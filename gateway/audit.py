@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ class AuditWriter:
     """`submit` never blocks: a full queue drops the record, counts and logs it; `stop` flushes what is queued."""
 
     def __init__(self, store: SQLiteStore | PostgresStore, max_queue: int = 10_000, batch: int = 200,
-                 retention_days: float | None = None) -> None:
+                 retention_days: float | None = None, on_drop: Callable[[], None] | None = None) -> None:
         self._store = store
+        self._on_drop = on_drop
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(max_queue)
         self._batch = batch
         self._retention_s = retention_days * 86400 if retention_days else None
@@ -149,6 +151,8 @@ class AuditWriter:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
             self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
             log.warning("audit queue full: record %s dropped (%d so far)", record.request_id, self.dropped)
 
     async def start(self) -> None:

@@ -107,10 +107,10 @@ def parse_chat(body: bytes) -> ChatCompletionRequest:
     """A chat completion request; malformed messages are left for the engine to refuse in its own words."""
     payload = parse_json_body(body)
     model, stream, include_usage = _common(payload)
-    return ChatCompletionRequest(payload, model, stream, include_usage, _turns(payload))
+    return ChatCompletionRequest(payload, model, stream, include_usage, turns_of(payload))
 
 
-def _turns(payload: dict[str, Any]) -> tuple[Turn, ...]:
+def turns_of(payload: dict[str, Any]) -> tuple[Turn, ...]:
     """The messages that can be read as (role, text); the rest are the engine's to refuse."""
     messages = payload.get("messages")
     return tuple(
@@ -124,10 +124,15 @@ def parse_completion(body: bytes) -> CompletionRequest:
     """A completion request; the prompt's shape is the engine's to check."""
     payload = parse_json_body(body)
     model, stream, include_usage = _common(payload)
+    return CompletionRequest(payload, model, stream, include_usage, prompt_text_of(payload))
+
+
+def prompt_text_of(payload: dict[str, Any]) -> str:
+    """The first text prompt of a completions body (a string, or the first of a list of strings), else ""."""
     prompt = payload.get("prompt")
     if isinstance(prompt, list):
         prompt = prompt[0] if prompt and isinstance(prompt[0], str) else ""
-    return CompletionRequest(payload, model, stream, include_usage, prompt if isinstance(prompt, str) else "")
+    return prompt if isinstance(prompt, str) else ""
 
 
 def parse_tokenize(body: bytes) -> ParsedRequest:
@@ -135,6 +140,6 @@ def parse_tokenize(body: bytes) -> ParsedRequest:
     payload = parse_json_body(body)
     model, _, _ = _common({"model": payload.get("model")})
     if "messages" in payload:
-        return ChatCompletionRequest(payload, model, False, False, _turns(payload))
+        return ChatCompletionRequest(payload, model, False, False, turns_of(payload))
     prompt = payload.get("prompt")
     return CompletionRequest(payload, model, False, False, prompt if isinstance(prompt, str) else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,14 +40,14 @@ class Counters(Protocol):
 
 
 class MemoryCounters:
-    """Counters in this process, dropped once their minute has passed."""
+    """Counters in this process, dropped once they are older than the previous minute."""
 
     def __init__(self) -> None:
         self._values: dict[str, int] = {}
 
     async def incr(self, key: str, amount: int) -> int:
-        minute = key.rsplit(":", 1)[1]
-        for old in [k for k in self._values if k.rsplit(":", 1)[1] < minute]:
+        minute = int(key.rsplit(":", 1)[1])
+        for old in [k for k in self._values if int(k.rsplit(":", 1)[1]) < minute - 1]:
             del self._values[old]
         self._values[key] = self._values.get(key, 0) + amount
         return self._values[key]
@@ -74,23 +75,34 @@ class RedisCounters:
 
 
 class Quota:
-    """Fixed one-minute windows; a broken store fails open or closed as configured, never a 500."""
+    """Sliding one-minute windows; a broken store fails open or closed as configured, never a 500.
 
-    def __init__(self, counters: Counters, fail_open: bool = True, clock: Any = time.time) -> None:
+    The count over the last minute is estimated as this minute's count plus the previous minute's, weighted by
+    the share of the previous minute still inside the window: a burst across a minute boundary is not let
+    through twice, as it would be with fixed windows.
+    """
+
+    def __init__(self, counters: Counters, fail_open: bool = True, clock: Any = time.time,
+                 on_store_failure: Callable[[], None] | None = None) -> None:
         self._counters = counters
         self._fail_open = fail_open
         self._clock = clock
+        self._on_store_failure = on_store_failure
         self.store_failures = 0
 
-    def _window(self) -> tuple[int, int]:
+    def _window(self) -> tuple[int, float, int]:
+        """This minute, the weight of the previous one, and the seconds until this one ends."""
         now = self._clock()
-        return int(now // 60), 60 - int(now % 60)
+        minute, into = int(now // 60), now % 60
+        return minute, 1.0 - into / 60, max(1, 60 - int(into))
 
     async def _guarded(self, call: Any) -> Any:
         try:
             return await call
         except Exception as exc:  # any store failure: connection refused, timeout, protocol error
             self.store_failures += 1
+            if self._on_store_failure is not None:
+                self._on_store_failure()
             log.warning("rate-limit store failed (%s); failing %s", type(exc).__name__,
                         "open" if self._fail_open else "closed")
             if not self._fail_open:
@@ -98,24 +110,37 @@ class Quota:
                                headers={"Retry-After": "5"}) from exc
             return None
 
+    async def _estimate(self, scope: Scope, what: str, minute: int, weight: float, current: int | None) -> float | None:
+        previous = await self._guarded(self._counters.get(scope.key(what, minute - 1)))
+        if previous is None:
+            return None
+        if current is None:
+            current = await self._guarded(self._counters.get(scope.key(what, minute)))
+            if current is None:
+                return None
+        return float(current) + previous * weight
+
     async def admit(self, scopes: list[Scope]) -> None:
         """Count one request against every scope, or raise a 429 if a request or token limit is spent."""
-        minute, retry = self._window()
+        minute, weight, retry = self._window()
         for scope in scopes:
             if scope.tokens_per_minute:
-                spent = await self._guarded(self._counters.get(scope.key("tok", minute)))
+                spent = await self._estimate(scope, "tok", minute, weight, None)
                 if spent is not None and spent >= scope.tokens_per_minute:
                     raise limited(scope, "tokens", retry)
             if scope.requests_per_minute:
                 count = await self._guarded(self._counters.incr(scope.key("req", minute), 1))
-                if count is not None and count > scope.requests_per_minute:
+                if count is None:
+                    continue
+                estimate = await self._estimate(scope, "req", minute, weight, count)
+                if estimate is not None and estimate > scope.requests_per_minute:
                     raise limited(scope, "requests", retry)
 
     async def spend_tokens(self, scopes: list[Scope], tokens: int) -> None:
         """Count real usage (prompt + completion) after the answer; the next request sees it."""
         if tokens <= 0:
             return
-        minute, _ = self._window()
+        minute, _, _ = self._window()
         for scope in scopes:
             if scope.tokens_per_minute:
                 try:

@@ -19,13 +19,16 @@ class PrivacyPolicy(BaseModel):
 
 
 class Role(BaseModel):
-    """One role; `experts` omitted means every expert."""
+    """One role; `experts` omitted means every expert. Role limits hold for all its members together, user limits
+    for each key or token subject in it."""
 
     model_config = ConfigDict(extra="forbid")
 
     experts: list[str] | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    user_requests_per_minute: int | None = Field(default=None, gt=0)
+    user_tokens_per_minute: int | None = Field(default=None, gt=0)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     admin: bool = False
     groups: list[str] = Field(default_factory=list, description="IdP claim values that map to this role")

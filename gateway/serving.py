@@ -15,9 +15,11 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.access import Access
 from gateway.accounting import RequestRecord
 from gateway.dispatch import Dispatched, Dispatcher
 from gateway.errors import APIError, upstream_error
+from gateway.identity import Principal
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import (
     ChatCompletionRequest,
@@ -30,7 +32,7 @@ from gateway.protocol import (
 from gateway.relay import ActiveStreams, RelayResponse
 from gateway.routing import ExpertChoice, ExpertSelector
 from gateway.settings import Settings
-from gateway.sse import ModelRewriter, StreamTap
+from gateway.sse import ModelRewriter, StreamTap, answer_text
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -98,45 +100,50 @@ class CompletionService:
         dispatcher: Dispatcher,
         metrics: GatewayMetrics,
         streams: ActiveStreams,
+        access: Access,
     ) -> None:
         self.settings = settings
         self.selector = selector
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.streams = streams
+        self.access = access
 
-    async def chat(self, request: Request, allowed: frozenset[str] | None = None) -> Response:
+    async def chat(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /v1/chat/completions`."""
-        return await self._serve(request, CHAT, allowed)
+        return await self._serve(request, CHAT, caller)
 
-    async def completions(self, request: Request, allowed: frozenset[str] | None = None) -> Response:
+    async def completions(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /v1/completions`."""
-        return await self._serve(request, COMPLETIONS, allowed)
+        return await self._serve(request, COMPLETIONS, caller)
 
-    async def tokenize(self, request: Request, allowed: frozenset[str] | None = None) -> Response:
+    async def tokenize(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /tokenize`: the chosen expert's tokenizer (an expert's name, or routed like a request)."""
-        return await self._serve(request, TOKENIZE, allowed)
+        return await self._serve(request, TOKENIZE, caller)
 
-    async def detokenize(self, request: Request, allowed: frozenset[str] | None = None) -> Response:
+    async def detokenize(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /detokenize`: token ids back to text with the chosen expert's tokenizer."""
-        return await self._serve(request, DETOKENIZE, allowed)
+        return await self._serve(request, DETOKENIZE, caller)
 
-    async def _serve(self, http: Request, endpoint: Endpoint[R], allowed: frozenset[str] | None) -> Response:
+    async def _serve(self, http: Request, endpoint: Endpoint[R], caller: Principal | None) -> Response:
         """Answer one request; every outcome closes its record exactly once."""
         request_id = request_id_of(http)
         record = RequestRecord(self.metrics, request_id, endpoint.name)
+        gate = self.access.begin(record, caller)  # limits and privacy guard in, audit and token usage out
         resources = AsyncExitStack()
         try:
             parsed = endpoint.parse(await read_body(http, self.settings.max_body_bytes))
             record.stream = parsed.stream
-            choice = await self.selector.decide(parsed, allowed)
+            parsed = await gate.admit(parsed)
+            choice = await self.selector.decide(parsed, gate.allowed)
             self._record_choice(record, choice)
             dispatched = await self.dispatcher.dispatch(
                 choice, parsed, endpoint.path, record, resources, request_id, endpoint.on_root
             )
             headers = decision_headers(choice, dispatched, request_id)
             if parsed.stream:
-                tap = StreamTap(dispatched.expert.name, dispatched.expert.model, keep_usage=parsed.include_usage)
+                tap = StreamTap(dispatched.expert.name, dispatched.expert.model, keep_usage=parsed.include_usage,
+                                text=record.answer_parts)
                 return RelayResponse(
                     dispatched.opened, tap, record, resources, headers,
                     dispatched.timeouts.idle, dispatched.timeouts.total, self.streams,
@@ -190,6 +197,8 @@ class CompletionService:
             self.metrics.upstream_errors.labels(expert.name, "malformed").inc()
             raise upstream_error(502, body, opened.response.headers.get("content-type", ""))
         record.usage(answer.get("usage"))
+        if record.answer_parts is not None:
+            record.answer_parts.append(answer_text(answer))
         rewritten = ModelRewriter(expert.model, expert.name).rewrite(body, answer, sse=False)
         record.close(200)
         return Response(rewritten, media_type="application/json", headers=headers)

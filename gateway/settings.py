@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.security_settings import SecuritySettings
+
 
 class Settings(BaseSettings):
     """Everything the gateway process can be told; each field is also `COE_<FIELD>` in the environment."""
@@ -40,6 +42,7 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     api_keys_file: Path | None = None
+    security: SecuritySettings = Field(default_factory=SecuritySettings)  # roles, tokens, limits, audit, guard
 
 
 # Flags that override settings; `coe serve` and `coe up` both take them.

@@ -48,6 +48,19 @@ def _has_content(choice: dict[str, Any]) -> bool:
     return bool(choice.get("text"))
 
 
+def answer_text(obj: dict[str, Any]) -> str:
+    """The text of an answer or a stream chunk: each choice's message or delta content, or completion text."""
+    pieces = []
+    for choice in obj.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        holder = choice.get("message") or choice.get("delta")
+        value = holder.get("content") if isinstance(holder, dict) else choice.get("text")
+        if isinstance(value, str):
+            pieces.append(value)
+    return "".join(pieces)
+
+
 class ModelRewriter:
     """Puts the expert's name where the engine wrote its own model name, touching no other byte."""
 
@@ -86,6 +99,7 @@ class StreamTap:
     finished: bool = False
     done: bool = False
     error: dict[str, Any] | None = None
+    text: list[str] | None = None  # when given, the answer's text is collected here (an audit policy keeps it)
     _rewriter: ModelRewriter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +126,8 @@ class StreamTap:
         has_content = any(isinstance(c, dict) and _has_content(c) for c in choices)
         if has_content:
             self.content_events += 1
+            if self.text is not None:
+                self.text.append(answer_text(obj))
         if any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
             self.finished = True
         usage = obj.get("usage")

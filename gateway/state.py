@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from gateway.access import Access
 from gateway.auth import KeyRing
 from gateway.health import HealthBoard
 from gateway.metrics import GatewayMetrics
@@ -28,6 +29,7 @@ class GatewayState:
     health: HealthBoard
     streams: ActiveStreams
     keys: KeyRing | None
+    access: Access
     router: Router | None = None
     service: CompletionService | None = None
     client: httpx.AsyncClient | None = None

@@ -62,8 +62,11 @@ def test_requests_and_tokens_in_process() -> None:
     assert status_of(quota, other) == 200
     anyio.run(quota.spend_tokens, other, 100)
     assert status_of(quota, other) == 429
-    quota._clock = lambda: 661.0  # the next minute
-    assert status_of(quota, other) == 200 and status_of(quota, key) == 200
+    quota._clock = lambda: 661.0  # the next minute: the previous one still weighs 59/60
+    assert status_of(quota, key) == 429  # 3 * 59/60 + 1 requests > 2 (refused requests count too)
+    assert status_of(quota, other) == 200  # 100 * 59/60 tokens < 100
+    quota._clock = lambda: 780.0  # two minutes on: the burst has slid out of the window
+    assert status_of(quota, key) == 200
 
 
 def test_two_limiters_share_one_redis_and_degrade(redis_server: tuple[int, subprocess.Popen[bytes]]) -> None:

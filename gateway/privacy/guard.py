@@ -27,6 +27,16 @@ class Redactor:
         return self.placeholders[key]
 
 
+class PersonalDataBlocked(APIError):
+    """The 400 for a `block` policy, carrying the kinds and counts found (never the values) for the audit."""
+
+    def __init__(self, findings: dict[str, int], param: str) -> None:
+        kinds = ", ".join(sorted(findings))
+        super().__init__(400, f"The request contains personal data your role may not send: {kinds}.",
+                         param=param, code="personal_data_blocked")
+        self.findings = findings
+
+
 @dataclass
 class GuardResult:
     """What the guard found (kinds and counts, never values) and the payload to send on."""
@@ -66,9 +76,7 @@ class PrivacyGuard:
         found = Counter()
         rewritten = self._walk(payload, redactor, found)
         if policy == "block" and found:
-            kinds = ", ".join(sorted(found))
-            raise APIError(400, f"The request contains personal data this key may not send: {kinds}.",
-                           param="messages" if "messages" in payload else "prompt", code="personal_data_blocked")
+            raise PersonalDataBlocked(dict(found), "messages" if "messages" in payload else "prompt")
         return GuardResult(rewritten, dict(found), bool(found) and redactor is not None)
 
     def _walk(self, payload: dict[str, Any], redactor: Redactor | None, found: Counter[str]) -> dict[str, Any]:
