@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from gateway.audit import SQLiteStore
+from gateway.audit import PostgresStore, SQLiteStore
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -29,12 +29,14 @@ def parse_since(value: str) -> float:
 
 
 def add_audit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`coe audit query --since --subject --expert --status [--format jsonl|csv]`."""
+    """`coe audit query [--db F | --dsn D] --since --subject --expert --status [--format jsonl|csv]`."""
     audit = subparsers.add_parser("audit", help="the audit trail")
     commands = audit.add_subparsers(dest="audit_command", required=True)
     query = commands.add_parser("query", help="print audit records (JSON lines or CSV)")
     query.add_argument("--db", type=Path, default=Path(os.environ.get("COE_AUDIT_DB", "coe-audit.db")),
                        help="the SQLite audit file (env COE_AUDIT_DB)")
+    query.add_argument("--dsn", default=os.environ.get("COE_AUDIT_DSN"),
+                       help="a PostgreSQL DSN instead of --db (env COE_AUDIT_DSN)")
     query.add_argument("--since", type=parse_since, default=0.0, help="30m, 6h, 7d, or an ISO time")
     query.add_argument("--subject")
     query.add_argument("--expert")
@@ -44,11 +46,19 @@ def add_audit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run_query(args: argparse.Namespace) -> int:
-    if not args.db.is_file():
+    store: SQLiteStore
+    if args.dsn:
+        store = PostgresStore(args.dsn)
+    elif args.db.is_file():
+        store = SQLiteStore(args.db)
+    else:
         print(f"{args.db}: no audit file", file=sys.stderr)
         return 2
-    store = SQLiteStore(args.db)
-    store.open()
+    try:
+        store.open()
+    except Exception as exc:  # the database is unreachable or refuses us: say so, no traceback
+        print(f"coe: cannot open the audit store: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     try:
         rows = store.query(args.since, args.subject, args.expert, args.status)
     finally:

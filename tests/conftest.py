@@ -1,3 +1,4 @@
 """Shared fixtures live in `tests/fixtures_*.py`; this file only registers them."""
 
-pytest_plugins: list[str] = ["tests.fixtures_engines", "tests.fixtures_gateway", "tests.fixtures_router"]
+pytest_plugins: list[str] = ["tests.fixtures_engines", "tests.fixtures_gateway", "tests.fixtures_router",
+                            "tests.fixtures_security"]

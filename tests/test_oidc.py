@@ -3,56 +3,28 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from coe_testing.servers import ServerThread
 from gateway.errors import APIError
 from gateway.oidc import JwksCache, OIDCSettings, TokenVerifier
-
-ISS, AUD = "https://idp.example.test", "coe-gateway"
-RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-EC_KEY = ec.generate_private_key(ec.SECP256R1())
-
-
-def public_jwk(key: Any, kid: str) -> dict[str, Any]:
-    algorithm = RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else ECAlgorithm
-    jwk: dict[str, Any] = json.loads(algorithm.to_jwk(key.public_key()))
-    return {**jwk, "kid": kid, "use": "sig"}
-
-
-def mint(key: Any = RSA_KEY, kid: str = "rsa-1", alg: str = "RS256", **claims: Any) -> str:
-    now = int(time.time())
-    body = {"iss": ISS, "aud": AUD, "sub": "alice", "iat": now, "exp": now + 300, "groups": ["analysts"], **claims}
-    return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
-
-
-@pytest.fixture
-def jwks_server() -> Iterator[tuple[ServerThread, dict[str, Any]]]:
-    served: dict[str, Any] = {"keys": [public_jwk(RSA_KEY, "rsa-1"), public_jwk(EC_KEY, "ec-1")], "hits": 0}
-
-    async def jwks(request: Request) -> JSONResponse:
-        served["hits"] += 1
-        return JSONResponse({"keys": served["keys"]})
-
-    with ServerThread(Starlette(routes=[Route("/jwks", jwks)]), lifespan="off") as server:
-        yield server, served
+from tests.fixtures_security import (
+    AUD,
+    EC_KEY,
+    ISS,
+    hmac_with_public_key_token,
+    mint,
+    public_jwk,
+    unsigned_token,
+)
 
 
 def verify(url: str, token: str, min_refresh_s: float = 0.0) -> Any:
@@ -101,15 +73,8 @@ def test_unknown_kid_and_bad_signature(jwks_server: tuple[ServerThread, dict[str
 
 def test_alg_none_and_public_key_as_hmac_secret(jwks_server: tuple[ServerThread, dict[str, Any]]) -> None:
     url = jwks_server[0].url + "/jwks"
-    unsigned = jwt.encode({"iss": ISS, "aud": AUD, "sub": "eve", "exp": int(time.time()) + 60}, None,
-                          algorithm="none", headers={"kid": "rsa-1"})
-    assert "not accepted" in refused(url, unsigned)
-    pem = RSA_KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    header = base64.urlsafe_b64encode(b'{"alg":"HS256","kid":"rsa-1","typ":"JWT"}').rstrip(b"=")
-    payload = base64.urlsafe_b64encode(json.dumps({"iss": ISS, "aud": AUD, "sub": "eve",
-                                                   "exp": int(time.time()) + 60}).encode()).rstrip(b"=")
-    signature = base64.urlsafe_b64encode(hmac.new(pem, header + b"." + payload, hashlib.sha256).digest()).rstrip(b"=")
-    assert "not accepted" in refused(url, (header + b"." + payload + b"." + signature).decode())
+    assert "not accepted" in refused(url, unsigned_token())
+    assert "not accepted" in refused(url, hmac_with_public_key_token())
     with pytest.raises(ValueError):
         OIDCSettings(issuer=ISS, audience=AUD, jwks=url, algorithms=["HS256"])
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -16,34 +11,7 @@ import redis.asyncio as aioredis
 from gateway.errors import APIError
 from gateway.quota import MemoryCounters, Quota, RedisCounters, Scope
 from gateway.roles import RoleBook
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (make system-deps installs it)")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    yield port, proc
-    proc.terminate()
-    proc.wait(10)
+from tests.fixtures_security import RedisServer
 
 
 def status_of(quota: Quota, scopes: list[Scope]) -> int:
@@ -69,8 +37,8 @@ def test_requests_and_tokens_in_process() -> None:
     assert status_of(quota, key) == 200
 
 
-def test_two_limiters_share_one_redis_and_degrade(redis_server: tuple[int, subprocess.Popen[bytes]]) -> None:
-    port, proc = redis_server
+def test_two_limiters_share_one_redis_and_degrade(redis_server: RedisServer) -> None:
+    port, proc = redis_server.port, redis_server.process
     scopes = [Scope("role", "analyst", requests_per_minute=5), Scope("user", "alice@example.com", tokens_per_minute=50)]
 
     async def go() -> None:
