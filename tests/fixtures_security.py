@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from coe_testing.servers import ServerThread
+from gateway.auth import hash_key
 
 ISS, AUD = "https://idp.example.test", "coe-gateway"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -39,6 +40,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def write_keys(path: Path, *names: str) -> Path:
+    """A keys file where each name's key is `sk-<name>` (stored, as always, only as its hash)."""
+    path.write_text("keys:\n" + "".join(f"  - {{name: {n}, sha256: {hash_key('sk-' + n)}}}\n" for n in names))
+    return path
 
 
 def public_jwk(key: Any, kid: str) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import httpx
 import openai
 import pytest
 
-from gateway.auth import hash_key
 from gateway.privacy.guard import PrivacyGuard
 from gateway.security_settings import SecuritySettings
 from tests.fixtures_gateway import FakeStack
+from tests.fixtures_security import write_keys
 
 ROLES = """
 roles:
@@ -28,9 +28,7 @@ SECRET_MAIL, SECRET_CARD = "jane.doe@example.com", "4111 1111 1111 1111"
 
 @pytest.fixture
 def guarded(stack_factory: Callable[..., FakeStack], tmp_path: Path) -> FakeStack:
-    keys = tmp_path / "keys.yaml"
-    keys.write_text("keys:\n" + "".join(f"  - {{name: {n}, sha256: {hash_key('sk-' + n)}}}\n"
-                                         for n in ("red", "blk", "ok")))
+    keys = write_keys(tmp_path / "keys.yaml", "red", "blk", "ok")
     roles = tmp_path / "roles.yaml"
     roles.write_text(ROLES)
     return stack_factory(api_keys_file=keys, security=SecuritySettings(roles_file=roles))

@@ -17,8 +17,7 @@ import pytest
 
 from coe_testing.fake_engine import FakeEngine
 from coe_testing.servers import ServerThread
-from gateway.auth import hash_key
-from tests.fixtures_security import RedisServer, free_port
+from tests.fixtures_security import RedisServer, free_port, write_keys
 from tests.observe import wait_until
 
 ROLES = """
@@ -56,8 +55,7 @@ def replicas(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[str, s
     engine = ServerThread(FakeEngine("upstream"), lifespan="off").start()
     (tmp_path / "experts.json").write_text(json.dumps({"fallback": "general", "experts": [
         {"name": "general", "url": f"{engine.url}/v1", "model": "upstream", "categories": ["general"]}]}))
-    (tmp_path / "keys.yaml").write_text("keys:\n" + "".join(
-        f"  - {{name: {n}, sha256: {hash_key('sk-' + n)}}}\n" for n in ("rq", "tk")))
+    write_keys(tmp_path / "keys.yaml", "rq", "tk")
     (tmp_path / "roles.yaml").write_text(ROLES)
     env = {"COE_API_KEYS_FILE": str(tmp_path / "keys.yaml"), "COE_ROLES_FILE": str(tmp_path / "roles.yaml"),
            "COE_REDIS_URL": redis_server.url, "COE_REDIS_TIMEOUT_S": "0.5"}
