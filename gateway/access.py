@@ -41,8 +41,8 @@ class SecurityMetrics:
         self.limits_store_failures = Counter(
             "coe_limits_store_failures", "Rate-limit store (Redis) calls that failed; then fail open or closed",
             registry=r)
-        self.audit_dropped = Counter("coe_audit_dropped", "Audit records dropped because the queue was full",
-                                     registry=r)
+        self.audit_dropped = Counter(
+            "coe_audit_dropped", "Audit records dropped: queue full, or the store kept failing", registry=r)
         self.privacy_findings = Counter("coe_privacy_findings", "Personal data found by the guard, by kind and policy",
                                         ["kind", "policy"], registry=r)
 

@@ -133,16 +133,23 @@ class PostgresStore(SQLiteStore):
 
 
 class AuditWriter:
-    """`submit` never blocks: a full queue drops the record, counts and logs it; `stop` flushes what is queued."""
+    """`submit` never blocks: a full queue drops the record, counts and logs it; `stop` flushes what is queued.
+
+    A failing write is retried `attempts` times, `retry_s` apart, before its records are counted as dropped.
+    """
 
     def __init__(self, store: SQLiteStore | PostgresStore, max_queue: int = 10_000, batch: int = 200,
-                 retention_days: float | None = None, on_drop: Callable[[], None] | None = None) -> None:
+                 retention_days: float | None = None, on_drop: Callable[[], None] | None = None,
+                 attempts: int = 3, retry_s: float = 1.0) -> None:
         self._store = store
+        self._attempts = attempts
+        self._retry_s = retry_s
         self._on_drop = on_drop
         self._queue: asyncio.Queue[AuditRecord] = asyncio.Queue(max_queue)
         self._batch = batch
         self._retention_s = retention_days * 86400 if retention_days else None
         self._task: asyncio.Task[None] | None = None
+        self._pending: list[AuditRecord] = []
         self.dropped = 0
         self.written = 0
 
@@ -161,22 +168,40 @@ class AuditWriter:
             await anyio.to_thread.run_sync(self._store.prune, time.time() - self._retention_s)
         self._task = asyncio.create_task(self._drain_forever())
 
-    async def _flush(self, records: list[AuditRecord] | None = None) -> None:
-        records = records or []
+    def _write(self, records: list[AuditRecord]) -> None:
+        """In a worker thread: write, then mark the batch done (so a cancelled drain task never writes it twice)."""
+        self._store.write(records)
+        self.written += len(records)
+        records.clear()
+
+    async def _flush(self, records: list[AuditRecord]) -> None:
         while not self._queue.empty() and len(records) < self._batch:
             records.append(self._queue.get_nowait())
         if records:
-            await anyio.to_thread.run_sync(self._store.write, records)
-            self.written += len(records)
+            await anyio.to_thread.run_sync(self._write, records)
+
+    def _lost(self, records: list[AuditRecord]) -> None:
+        self.dropped += len(records)
+        if self._on_drop is not None:
+            for _ in records:
+                self._on_drop()
+        log.exception("audit write failed; %d records lost", len(records))
 
     async def _drain_forever(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            try:
-                await self._flush(batch)
-            except Exception:
-                log.exception("audit write failed; %d records lost", len(batch))
-                await asyncio.sleep(1.0)
+            batch = self._pending = [await self._queue.get()]
+            # A database that is briefly locked or restarting should not cost records: retry the batch a few times.
+            for attempt in range(self._attempts):
+                try:
+                    await self._flush(batch)
+                    break
+                except Exception:
+                    if attempt == self._attempts - 1:
+                        self._lost(batch)
+                        batch.clear()
+                    else:
+                        log.warning("audit write failed; retrying %d records", len(batch))
+                    await asyncio.sleep(self._retry_s)
 
     async def stop(self) -> None:
         """Stop the drain task, then write everything still queued (SIGTERM loses nothing queued)."""
@@ -186,6 +211,15 @@ class AuditWriter:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        if self._pending:  # the batch the drain task held when it was stopped (between retries)
+            try:
+                await self._flush(self._pending)
+            except Exception:
+                self._lost(self._pending)
         while not self._queue.empty():
-            await self._flush()
+            batch: list[AuditRecord] = []
+            try:
+                await self._flush(batch)
+            except Exception:
+                self._lost(batch)
         await anyio.to_thread.run_sync(self._store.close)

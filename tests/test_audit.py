@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -61,3 +62,32 @@ def test_retention_prunes_old_records(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "audit.db")
     store.open()
     assert [r["request_id"] for r in store.query()] == ["r2"]
+
+
+class FlakyStore(SQLiteStore):
+    """A real SQLite store whose first `failures` writes fail, as a locked or restarting database would."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def write(self, records: list[AuditRecord]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database is locked")
+        super().write(records)
+
+
+def test_failed_writes_are_retried_then_counted(tmp_path: Path) -> None:
+    async def go(failures: int) -> AuditWriter:
+        writer = AuditWriter(FlakyStore(tmp_path / f"audit{failures}.db", failures), attempts=3, retry_s=0.01)
+        await writer.start()
+        for i in range(5):
+            writer.submit(make_record(i))
+        await anyio.sleep(0.2)
+        await writer.stop()
+        return writer
+    recovered = anyio.run(go, 2)  # two failures, the third attempt succeeds
+    assert recovered.written == 5 and recovered.dropped == 0
+    broken = anyio.run(go, 1000)
+    assert broken.written == 0 and broken.dropped == 5
