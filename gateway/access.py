@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import httpx
 from prometheus_client import Counter
 
@@ -116,7 +118,7 @@ class Access:
 
     def __init__(self, authenticator: Authenticator, quota: Quota, guard: RequestGuard,
                  audit: AuditWriter | None, metrics: SecurityMetrics, default_privacy: PrivacyPolicy,
-                 closers: list[Any] | None = None) -> None:
+                 closers: list[Any] | None = None, audit_reader: Callable[[], SQLiteStore] | None = None) -> None:
         self.authenticator = authenticator
         self.quota = quota
         self.guard = guard
@@ -124,6 +126,7 @@ class Access:
         self.metrics = metrics
         self.default_privacy = default_privacy
         self._closers = closers or []
+        self._audit_reader = audit_reader
         self._spending: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -149,14 +152,18 @@ class Access:
             closers.append(redis)
             counters = RedisCounters(redis)
         quota = Quota(counters, settings.limits_fail_open, on_store_failure=security.limits_store_failures.inc)
-        audit = None
-        if settings.audit_dsn or settings.audit_db:
-            store = PostgresStore(settings.audit_dsn) if settings.audit_dsn else SQLiteStore(settings.audit_db)  # type: ignore[arg-type]
-            audit = AuditWriter(store, settings.audit_queue, retention_days=settings.audit_retention_days,
-                                on_drop=security.audit_dropped.inc)
+        reader: Callable[[], SQLiteStore] | None = None
+        if settings.audit_dsn:
+            reader = partial(PostgresStore, settings.audit_dsn)
+        elif settings.audit_db:
+            reader = partial(SQLiteStore, settings.audit_db)
+        audit = None if reader is None else AuditWriter(
+            reader(), settings.audit_queue, retention_days=settings.audit_retention_days,
+            on_drop=security.audit_dropped.inc)
         return cls(Authenticator(keys, verifier, roles), quota, RequestGuard(thread_chars=settings.guard_thread_chars),
                    audit, security,
-                   PrivacyPolicy(policy=settings.privacy_policy, store_text=settings.privacy_store_text), closers)
+                   PrivacyPolicy(policy=settings.privacy_policy, store_text=settings.privacy_store_text), closers,
+                   reader)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -187,6 +194,23 @@ class Access:
     def begin(self, record: RequestRecord, caller: Principal | None) -> Gate:
         """The gate one request passes; its audit record is written when `record` closes."""
         return Gate(self, record, caller)
+
+    async def query_audit(self, since: float, subject: str | None, expert: str | None,
+                          status: int | None) -> list[dict[str, Any]]:
+        """Audit records read through a connection of their own, in a worker thread; a 404 when there is no trail."""
+        reader = self._audit_reader
+        if reader is None:
+            raise APIError(404, "No audit trail is configured (COE_AUDIT_DB or COE_AUDIT_DSN).", code="no_audit")
+
+        def read() -> list[dict[str, Any]]:
+            store = reader()
+            store.open()
+            try:
+                return store.query(since, subject, expert, status)
+            finally:
+                store.close()
+
+        return await anyio.to_thread.run_sync(read)
 
     def spend_later(self, caller: Principal, tokens: int) -> None:
         """Count real usage against the caller's token limits without holding up the answer."""

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
 from gateway.access import Access
+from gateway.admin_api import build_admin_api
 from gateway.api import build_api
 from gateway.auth import KeyRing
 from gateway.dispatch import Dispatcher
@@ -129,5 +130,6 @@ def create_app(
     app = FastAPI(title="CoE gateway", version="0.1.0", lifespan=lifespan)
     app.state.coe = state
     app.include_router(build_api())
+    app.include_router(build_admin_api())
     _install_error_handlers(app)
     return app

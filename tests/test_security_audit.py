@@ -30,7 +30,8 @@ ROLES = """
 roles:
   plain: {experts: [general, math], privacy: {policy: redact}}
   keeper: {privacy: {policy: redact, store_text: true}}
-keys: {alice: plain, bob: keeper}
+  auditor: {admin: true}
+keys: {alice: plain, bob: keeper, carol: auditor}
 """
 MAIL = "jane.doe@example.com"
 STREAMS = 16
@@ -38,7 +39,7 @@ ASK: Any = [{"role": "user", "content": f"solve the equation for {MAIL}"}]
 
 
 def key_and_role_files(tmp_path: Path) -> tuple[Path, Path]:
-    keys, roles = write_keys(tmp_path / "keys.yaml", "alice", "bob"), tmp_path / "roles.yaml"
+    keys, roles = write_keys(tmp_path / "keys.yaml", "alice", "bob", "carol"), tmp_path / "roles.yaml"
     roles.write_text(ROLES)
     return keys, roles
 
@@ -67,6 +68,15 @@ def test_one_record_per_request_in_sqlite(stack_factory: Callable[..., FakeStack
     db = tmp_path / "audit.db"
     stack = stack_factory(api_keys_file=keys, security=SecuritySettings(roles_file=roles, audit_db=db))
     exercise(stack)
+
+    def admin(key: str | None) -> httpx.Response:
+        headers = {"authorization": f"Bearer sk-{key}"} if key else {}
+        return httpx.get(f"{stack.url}/admin/audit", params={"since": "10m"}, headers=headers)
+
+    # An admin reads the trail over HTTP while the gateway runs; other roles may not.
+    assert wait_until(lambda: len(admin("carol").json()["data"]) == 4)
+    assert admin("alice").status_code == 403 and admin("alice").json()["error"]["code"] == "admin_required"
+    assert admin(None).status_code == 401  # refused, and audited as such
     stack.gateway.stop()  # the lifespan flushes the queue
     answered, forbidden = query(capsys, "--db", str(db), "--subject", "alice")
     assert answered["role"] == "plain" and answered["expert"] == "math" and answered["category"] == "math"
@@ -77,8 +87,8 @@ def test_one_record_per_request_in_sqlite(stack_factory: Callable[..., FakeStack
     (streamed,) = query(capsys, "--db", str(db), "--subject", "bob")
     assert streamed["status"] == 200 and streamed["prompt_text"] == "user: solve the equation for <EMAIL_1>"
     assert streamed["answer_text"] == "".join(f" tok{i}" for i in range(8))
-    (anonymous,) = query(capsys, "--db", str(db), "--status", "401")
-    assert anonymous["subject"] is None
+    anonymous = query(capsys, "--db", str(db), "--status", "401")
+    assert len(anonymous) == 2 and {r["subject"] for r in anonymous} == {None}
     assert MAIL.encode() not in db.read_bytes()  # values of personal data are never stored
 
 
