@@ -79,7 +79,11 @@ class Gate:
         """Count the request against the caller's limits, then guard its text; 429, 503 or 400 otherwise."""
         access = self._access
         if self._caller is not None:
-            await access.quota.admit(self._caller.scopes())
+            try:
+                await access.quota.admit(self._caller.scopes())
+            except APIError as refused:
+                access.metrics.refused.labels(str(refused.status), refused.code or "none").inc()
+                raise
         if self._policy.policy != "allow" or access.audit is not None:
             try:
                 parsed, self._findings = await access.guard.apply(parsed, self._policy.policy)
@@ -95,8 +99,8 @@ class Gate:
 
     def _closed(self, record: RequestRecord) -> None:
         access, caller = self._access, self._caller
-        if record.status in (401, 403, 429, 503) and record.expert == NO_EXPERT:
-            access.metrics.refused.labels(str(record.status), record.error_kind or "none").inc()
+        if record.error_kind == "expert_not_allowed":
+            access.metrics.refused.labels(str(record.status), record.error_kind).inc()
         tokens = (record.prompt_tokens or 0) + (record.output_tokens or 0)
         if caller is not None and tokens:
             access.spend_later(caller, tokens)

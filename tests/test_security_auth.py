@@ -107,6 +107,8 @@ def test_valid_tokens_and_keys_get_their_roles(secured: FakeStack) -> None:
     assert secured.router.calls[-1] == "write a python function"  # the router did want code
     error = refusal(secured, mint(), "code")
     assert isinstance(error, openai.PermissionDeniedError) and error.body["code"] == "expert_not_allowed"  # type: ignore[index]
+    assert 'coe_access_refused_total{code="expert_not_allowed",status="403"} 1.0' in httpx.get(
+        f"{secured.url}/metrics").text
     listed = [m.id for m in client(secured, mint(EC_KEY, "ec-1", "ES256")).models.list()]
     assert listed == ["auto", "math", "general"]
     # ops (EC token, role by group) and the ci-bot key (role by key name) may use every expert.
