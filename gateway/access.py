@@ -93,7 +93,7 @@ class Gate:
             finally:
                 for kind, count in self._findings.items():
                     access.metrics.privacy_findings.labels(kind, self._policy.policy).inc(count)
-        if self._policy.store_text:
+        if self._policy.store_text and access.audit is not None:
             self._prompt = _prompt_text(parsed)  # after the guard: what left the gateway
         return parsed
 
