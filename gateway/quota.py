@@ -83,11 +83,13 @@ class Quota:
     """
 
     def __init__(self, counters: Counters, fail_open: bool = True, clock: Any = time.time,
-                 on_store_failure: Callable[[], None] | None = None) -> None:
+                 on_store_failure: Callable[[], None] | None = None, cooldown_s: float = 2.0) -> None:
         self._counters = counters
         self._fail_open = fail_open
         self._clock = clock
         self._on_store_failure = on_store_failure
+        self._cooldown_s = cooldown_s
+        self._down_until = float("-inf")
         self.store_failures = 0
 
     def _window(self) -> tuple[int, float, int]:
@@ -96,18 +98,28 @@ class Quota:
         minute, into = int(now // 60), now % 60
         return minute, 1.0 - into / 60, max(1, 60 - int(into))
 
+    def _degraded(self, cause: BaseException | None) -> None:
+        if not self._fail_open:
+            raise APIError(503, "Rate limits cannot be checked right now.", code="limits_unavailable",
+                           headers={"Retry-After": "5"}) from cause
+
     async def _guarded(self, call: Any) -> Any:
+        # After a failure the store is left alone for `cooldown_s`: a Redis that times out rather than refuses
+        # would otherwise add its timeout to every call of every request.
+        if time.monotonic() < self._down_until:
+            call.close()
+            self._degraded(None)
+            return None
         try:
             return await call
         except Exception as exc:  # any store failure: connection refused, timeout, protocol error
             self.store_failures += 1
+            self._down_until = time.monotonic() + self._cooldown_s
             if self._on_store_failure is not None:
                 self._on_store_failure()
-            log.warning("rate-limit store failed (%s); failing %s", type(exc).__name__,
-                        "open" if self._fail_open else "closed")
-            if not self._fail_open:
-                raise APIError(503, "Rate limits cannot be checked right now.", code="limits_unavailable",
-                               headers={"Retry-After": "5"}) from exc
+            log.warning("rate-limit store failed (%s); failing %s for %.0f s", type(exc).__name__,
+                        "open" if self._fail_open else "closed", self._cooldown_s)
+            self._degraded(exc)
             return None
 
     async def _estimate(self, scope: Scope, what: str, minute: int, weight: float, current: int | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anyio
@@ -83,3 +84,36 @@ def test_roles_file(tmp_path: Path) -> None:
     path.write_text("roles: {a: {}}\nkeys: {k: missing}\n")
     with pytest.raises(ValueError, match=r"roles\.yaml"):
         RoleBook.load(path)
+
+
+class SlowDeadStore:
+    """A store that answers nothing within its timeout, as a Redis behind a dropped route does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def incr(self, key: str, amount: int) -> int:
+        self.calls += 1
+        await anyio.sleep(0.2)
+        raise TimeoutError("Timeout reading from socket")
+
+    async def get(self, key: str) -> int:
+        return await self.incr(key, 0)
+
+
+def test_a_timing_out_store_is_left_alone_for_the_cooldown() -> None:
+    store = SlowDeadStore()
+    quota = Quota(store, fail_open=True, cooldown_s=30)
+    scopes = [Scope("user", "u", requests_per_minute=5, tokens_per_minute=100)]
+
+    async def go() -> float:
+        await quota.admit(scopes)  # the first call times out: admitted, counted
+        started = time.monotonic()
+        for _ in range(10):
+            await quota.admit(scopes)
+        await quota.spend_tokens(scopes, 10)
+        return time.monotonic() - started
+
+    assert anyio.run(go) < 0.1 and store.calls == 1 and quota.store_failures == 1
+    closed = Quota(SlowDeadStore(), fail_open=False, cooldown_s=30)
+    assert status_of(closed, scopes) == 503 and status_of(closed, scopes) == 503
