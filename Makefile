@@ -49,16 +49,24 @@ test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The shipped router, rebuilt from the permissively licensed router data in ../shared plus the prompts in
-# router_model/data (docs/router.md). Embeddings are cached in .cache/router between runs.
+# router_model/data (docs/router.md): MiniLM int8 + kNN/LR as the second stage, a static word-piece model
+# fine-tuned on the same sample as the first; the first decides when it is sure. Embeddings and the distilled
+# table are cached in .cache/router between runs.
 ROUTER_DATA := ../shared/datasets/router
 ROUTER_SOURCES := gsm8k_train math_test humaneval nl2bash medmcqa medquad pubmedqa legalbench_tasks tatqa mmlu \
 	openbookqa nq_open truthfulqa selfinstruct_user cmath mmath
+ROUTER_SAMPLE := --permissive-only --seed 0 --cache .cache/router --per-class 2000 --per-source 1100 \
+	--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl)
+ROUTER_THRESHOLD ?= 0.9
 router-artifact: $(VENV)/.installed
-	$(BIN)/coe router train --permissive-only --seed 0 --out router_model/artifacts/default --cache .cache/router --int8 \
+	rm -rf router_model/artifacts/default .cache/router-fast
+	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --int8 \
 		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 \
-		--per-class 1200 --per-source 500 \
-		--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl) \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
+	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out .cache/router-fast --embedder static \
+		--param epochs=2
+	$(BIN)/coe router cascade --artifact router_model/artifacts/default --fast .cache/router-fast \
+		--threshold $(ROUTER_THRESHOLD) --eval-data $(ROUTER_DATA)/dev_eval.jsonl
 
 # The shipped LoRA adapters (packages/local/coe_local/artifacts/adapters), rebuilt from the permissively licensed
 # expert training data in ../shared with a fixed seed (docs/composition.md); `coe models prepare` never trains.

@@ -15,9 +15,9 @@ MAX_ROUTED_CHARS = 2000
 
 def _route(registry: Any, items: list[Any]) -> dict[str, str | None]:
     """The gateway's own router on every item: its category, or None where it is below min_confidence."""
-    from router_model.query_router import QueryRouter
+    from router_model.cascade import load_router
 
-    router = QueryRouter.load(registry.router.artifact)
+    router = load_router(registry.router.artifact)
     decisions = router.route_batch([item.prompt[:MAX_ROUTED_CHARS] for item in items])
     minimum = registry.router.min_confidence
     pairs = zip(items, decisions, strict=True)

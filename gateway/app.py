@@ -40,11 +40,11 @@ RouterLoader = Callable[[Path], Router]
 
 def load_query_router(artifact: Path) -> Router:
     """The trained router from its artifact folder, warmed so the first request is not slow."""
-    from router_model.query_router import QueryRouter
+    from router_model.cascade import load_router
 
     if not (artifact / "meta.json").is_file():
         raise FileNotFoundError(f"no router artifact at {artifact} (train one with `coe router train`)")
-    router = QueryRouter.load(artifact)
+    router = load_router(artifact)
     router.warm()
     return router
 

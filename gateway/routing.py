@@ -25,7 +25,7 @@ MAX_ROUTED_CHARS = 2000
 
 
 class Router(Protocol):
-    """A query router (router_model.QueryRouter): one synchronous, CPU-bound call per query."""
+    """A query router (router_model.QueryRouter or CascadeRouter): one synchronous, CPU-bound call per query."""
 
     @property
     def categories(self) -> tuple[str, ...]: ...

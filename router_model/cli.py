@@ -17,15 +17,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     commands = router.add_subparsers(dest="router_command", required=True)
     _add_train(commands)
     _add_eval(commands)
+    _add_cascade(commands)
 
 
 def _add_fields(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--prompt-field", default="prompt", help="JSON field holding the prompt (default prompt)"
-    )
-    parser.add_argument(
-        "--label-field", default="domain", help="JSON field holding the category (default domain)"
-    )
+    parser.add_argument("--prompt-field", default="prompt", help="JSON field holding the prompt (default prompt)")
+    parser.add_argument("--label-field", default="domain", help="JSON field holding the category (default domain)")
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -34,13 +31,16 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, required=True, help="artifact folder to write")
     train.add_argument("--seed", type=int, default=0)
     _add_fields(train)
-    train.add_argument("--embedder", choices=("minilm", "hashing"), default="minilm")
+    train.add_argument(
+        "--embedder",
+        choices=("minilm", "hashing", "static"),
+        default="minilm",
+        help="static: a word-piece table distilled from MiniLM and fine-tuned with a linear head (needs torch)",
+    )
     train.add_argument(
         "--int8", action="store_true", help="MiniLM with int8 dynamic-quantised linear layers (faster on CPU)"
     )
-    train.add_argument(
-        "--classifier", choices=("knn+logreg", "knn", "logreg", "centroid", "mlp"), default="knn+logreg"
-    )
+    train.add_argument("--classifier", choices=("knn+logreg", "knn", "logreg", "centroid", "mlp"), default="knn+logreg")
     train.add_argument(
         "--param",
         action="append",
@@ -49,9 +49,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="classifier parameter, e.g. regularisation=3 (logreg), k=30 (knn), knn_weight=0.7, hidden=256 (mlp)",
     )
     train.add_argument("--per-class", type=int, default=1200, help="prompts per category at most")
-    train.add_argument(
-        "--per-source", type=int, default=800, help="prompts per source within a category at most"
-    )
+    train.add_argument("--per-source", type=int, default=800, help="prompts per source within a category at most")
     train.add_argument(
         "--calibration-fraction",
         type=float,
@@ -64,9 +62,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help=f"refuse sources without a permissive licence (known: {len(KNOWN_SOURCE_LICENCES)})",
     )
-    train.add_argument(
-        "--eval-data", type=Path, help="labelled JSONL to score the artifact on (stored in meta)"
-    )
+    train.add_argument("--eval-data", type=Path, help="labelled JSONL to score the artifact on (stored in meta)")
     train.add_argument("--cache", type=Path, help="folder to cache embeddings in between runs")
     train.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     train.set_defaults(handler=_train)
@@ -83,6 +79,42 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
         "--plots", type=Path, metavar="DIR", help="also write confusion.png and reliability.png into DIR"
     )
     evaluate.set_defaults(handler=_eval)
+
+
+def _add_cascade(commands: argparse._SubParsersAction) -> None:
+    cascade = commands.add_parser(
+        "cascade", help="put a fast router in front of an artifact: it decides when its confidence is high enough"
+    )
+    cascade.add_argument("--artifact", type=Path, required=True, help="the artifact that decides when unsure")
+    cascade.add_argument("--fast", type=Path, required=True, help="the fast artifact (copied into --artifact)")
+    cascade.add_argument(
+        "--threshold", type=float, required=True, help="the fast stage's calibrated confidence that suffices"
+    )
+    cascade.add_argument("--eval-data", type=Path, help="labelled JSONL to score the cascade on (stored in meta)")
+    cascade.set_defaults(handler=_cascade)
+
+
+def _cascade(args: argparse.Namespace) -> int:
+    from router_model.cascade import attach_fast_stage
+
+    attach_fast_stage(args.artifact, args.fast, args.threshold)
+    print(f"{args.artifact}: the fast stage decides at confidence >= {args.threshold}", file=sys.stderr)
+    if args.eval_data:
+        from router_model.artifact import read_meta, record_scores
+
+        name = args.eval_data.stem
+        alone = read_meta(args.artifact).get("scores", {}).get(name)
+        if alone is not None:
+            record_scores(args.artifact, f"{name}_second_stage_alone", alone)
+        report = _evaluate(args.artifact, args.eval_data, "prompt", "domain", latency_queries=200)
+        record_scores(args.artifact, name, _scores_for_meta(report, args.eval_data))
+        print(
+            f"{args.eval_data.name}: macro_f1={report['macro_f1']:.4f} accuracy={report['accuracy']:.4f} "
+            f"ece={report['ece']:.4f} p50={report['latency']['p50_ms']:.2f} ms "
+            f"(second stage for {report['latency'].get('slow_share', 0.0):.0%} of queries)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -117,8 +149,13 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     log = (lambda _line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
-    embedder = make_embedder({"kind": args.embedder, "dimension": 1024, "int8": args.int8})
-    write_router(train_router(config, embedder, log), args.out)
+    if args.embedder == "static":
+        from router_model.static_training import train_static_router
+
+        write_router(train_static_router(config, log), args.out)
+    else:
+        embedder = make_embedder({"kind": args.embedder, "dimension": 1024, "int8": args.int8})
+        write_router(train_router(config, embedder, log), args.out)
     log(f"wrote {args.out}")
     if args.eval_data:
         report = _evaluate(
@@ -160,12 +197,12 @@ def _evaluate(
     latency_queries: int,
     cache: Path | None = None,
 ) -> dict[str, Any]:
+    from router_model.cascade import load_router
     from router_model.dataset import read_jsonl
     from router_model.evaluation import evaluate_router
-    from router_model.query_router import QueryRouter
 
     prompts = read_jsonl(data, prompt_field, label_field).prompts
-    return evaluate_router(QueryRouter.load(artifact), prompts, latency_queries, cache_dir=cache)
+    return evaluate_router(load_router(artifact), prompts, latency_queries, cache_dir=cache)
 
 
 def _scores_for_meta(report: dict[str, Any], data: Path) -> dict[str, Any]:
@@ -178,4 +215,5 @@ def _scores_for_meta(report: dict[str, Any], data: Path) -> dict[str, Any]:
         **{key: report[key] for key in ("n", "accuracy", "macro_f1", "ece", "accuracy_at_90pct_coverage")},
         "f1": {name: round(s["f1"], 4) for name, s in report["per_category"].items()},
         "latency_ms": {key: report["latency"].get(key) for key in ("p50_ms", "p99_ms")},
+        **({"second_stage_share": report["latency"]["slow_share"]} if "slow_share" in report["latency"] else {}),
     }

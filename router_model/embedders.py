@@ -189,13 +189,21 @@ class HashingEmbedder:
         return vector, {"tokenise": 0.0, "embed": time.perf_counter() - started}
 
 
-_FACTORIES: dict[str, Callable[[dict[str, Any], int | None], Embedder]] = {
-    "minilm": lambda spec, threads: MiniLMEmbedder(
+def _static(spec: dict[str, Any], base_dir: Path) -> Embedder:
+    from router_model.static_embedder import StaticEmbedder
+
+    return StaticEmbedder(base_dir / spec["file"], int(spec.get("max_tokens", 256)), spec.get("sha256"))
+
+
+_FACTORIES: dict[str, Callable[[dict[str, Any], int | None, Path], Embedder]] = {
+    "minilm": lambda spec, threads, _base: MiniLMEmbedder(
         max_tokens=int(spec.get("max_tokens", 256)), int8=bool(spec.get("int8", False)), threads=threads
     ),
-    "hashing": lambda spec, _threads: HashingEmbedder(
+    "hashing": lambda spec, _threads, _base: HashingEmbedder(
         int(spec["dimension"]), tuple(spec.get("ngram_range", (2, 4)))
     ),
+    # Weights that live in the artifact folder, next to meta.json.
+    "static": lambda spec, _threads, base: _static(spec, base),
 }
 
 
@@ -204,9 +212,10 @@ def embedder_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def make_embedder(spec: dict[str, Any], threads: int | None = None) -> Embedder:
-    """Build an embedder from its spec (as stored in an artifact's meta.json); `threads` caps torch's."""
+def make_embedder(spec: dict[str, Any], threads: int | None = None, base_dir: Path | None = None) -> Embedder:
+    """Build an embedder from its spec (as stored in an artifact's meta.json); `threads` caps torch's;
+    `base_dir` is the artifact folder that holds the weights of the `static` kind."""
     kind = spec.get("kind")
     if kind not in _FACTORIES:
         raise ValueError(f"unknown embedder kind {kind!r}; known: {', '.join(embedder_names())}")
-    return _FACTORIES[kind](spec, threads)
+    return _FACTORIES[kind](spec, threads, base_dir or Path("."))

@@ -6,19 +6,21 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from router_model.dataset import LabelledPrompt
-from router_model.embedding_cache import embed_with_cache
 from router_model.metrics import classification_report, latency_summary
 from router_model.plots import reliability_bins
-from router_model.query_router import QueryRouter, RoutingDecision
+from router_model.query_router import RoutingDecision
+
+if TYPE_CHECKING:
+    from router_model.cascade import AnyRouter
 
 
 def evaluate_router(
-    router: QueryRouter,
+    router: AnyRouter,
     prompts: Sequence[LabelledPrompt],
     latency_queries: int = 200,
     seed: int = 0,
@@ -29,8 +31,7 @@ def evaluate_router(
     known = [p for p in prompts if p.label in index_of]
     decisions: list[RoutingDecision] = []
     if known:
-        features = embed_with_cache(router.embedder, [p.text for p in known], cache_dir)
-        decisions = router.decisions(router.probabilities(features))
+        decisions = router.decisions(router.text_probabilities([p.text for p in known], cache_dir))
     truth = np.array([index_of[p.label] for p in known], dtype=np.int64)
     predicted = np.array([index_of[d.category] for d in decisions], dtype=np.int64)
     confidence = np.array([d.confidence for d in decisions], dtype=np.float64)
@@ -41,7 +42,7 @@ def evaluate_router(
     return report
 
 
-def measure_latency(router: QueryRouter, texts: Sequence[str], queries: int, seed: int) -> dict[str, Any]:
+def measure_latency(router: AnyRouter, texts: Sequence[str], queries: int, seed: int) -> dict[str, Any]:
     """Per-query routing latency (embed + classify) and its stages, after one warm-up call."""
     if not texts or queries <= 0:
         return latency_summary([])
@@ -58,7 +59,11 @@ def measure_latency(router: QueryRouter, texts: Sequence[str], queries: int, see
     summary: dict[str, Any] = latency_summary(totals)
     # One thread, one query at a time: what one core sustains without batching.
     summary["decisions_per_s"] = len(totals) / sum(totals) if sum(totals) else 0.0
+    # A cascade's second stage runs for some queries only: its share is a mean, its stages a p50 where it ran.
+    share = stages.pop("slow_share", None)
     summary["stages_p50_ms"] = {stage: float(np.median(values) * 1000) for stage, values in stages.items()}
+    if share is not None:
+        summary["slow_share"] = float(np.mean(share))
     return summary
 
 
@@ -69,9 +74,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"ece={report['ece']:.4f}  accuracy@90%coverage={report['accuracy_at_90pct_coverage']:.4f}"
     ]
     if report.get("skipped_unknown_labels"):
-        lines.append(
-            f"skipped {report['skipped_unknown_labels']} prompts whose label the router does not know"
-        )
+        lines.append(f"skipped {report['skipped_unknown_labels']} prompts whose label the router does not know")
     lines.append("")
     lines.append(f"{'category':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for name, scores in report["per_category"].items():
@@ -96,4 +99,6 @@ def format_report(report: dict[str, Any]) -> str:
             f"p99={latency['p99_ms']:.2f} ms  throughput={latency.get('decisions_per_s', 0.0):.0f} decisions/s "
             f"on one thread  (stage p50 ms: {stages})",
         ]
+        if "slow_share" in latency:
+            lines.append(f"cascade: the transformer stage ran for {latency['slow_share']:.1%} of these queries")
     return "\n".join(lines)

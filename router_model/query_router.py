@@ -65,7 +65,7 @@ class QueryRouter:
         artifact = load_artifact(Path(artifact_dir))
         return cls(
             artifact.categories,
-            make_embedder(artifact.embedder_spec, torch_threads),
+            make_embedder(artifact.embedder_spec, torch_threads, Path(artifact_dir)),
             artifact.model,
             artifact.temperature,
             artifact.meta,
@@ -91,6 +91,12 @@ class QueryRouter:
     def route_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
         """Route many prompts at once (evaluation; the batch embedder is faster per prompt)."""
         return self.decisions(self.probabilities(self.embedder.embed([bounded_text(text) for text in texts])))
+
+    def text_probabilities(self, texts: Sequence[str], cache_dir: Path | None = None) -> np.ndarray:
+        """Calibrated probabilities for texts (evaluation: embeddings may come from a cache folder)."""
+        from router_model.embedding_cache import embed_with_cache
+
+        return self.probabilities(embed_with_cache(self.embedder, [bounded_text(t) for t in texts], cache_dir))
 
     def decisions(self, probabilities: np.ndarray) -> list[RoutingDecision]:
         """One decision per row of probabilities."""

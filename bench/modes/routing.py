@@ -83,10 +83,10 @@ def routers(ctx: BenchContext) -> list[tuple[str, Path]]:
 
 def run(ctx: BenchContext, load: Callable[[Path], Any] | None = None) -> Section:
     """p50/p99 per stage for short and long queries, single and concurrent, for each router."""
-    from router_model.query_router import QueryRouter
+    from router_model.cascade import load_router
 
     cfg = ctx.config
-    load = load or QueryRouter.load
+    load = load or load_router
     table = Table(["router", "queries", "threads", "n", *(f"{s} p50 / p99 ms" for s in STAGES)])
     kinds = {"short (median 38 chars)": short_prompts(), f"long ({len(long_prompts(1)[0])} chars)": long_prompts()}
     variants: list[tuple[str, Path, int | None]] = [(label, artifact, None) for label, artifact in routers(ctx)]
