@@ -22,6 +22,8 @@ RouteReason = Literal["classified", "pinned", "low_confidence", "failover"]
 
 # Long pasted text says what it is in its first lines; the embedder reads ~256 tokens anyway.
 MAX_ROUTED_CHARS = 2000
+# Up to this length a cascade's static stage costs about as much as handing the text to a thread.
+INLINE_ROUTING_CHARS = 600
 
 
 class Router(Protocol):
@@ -126,6 +128,25 @@ class ExpertSelector:
             raise forbidden_expert(decision.expert.name)
         return replace(decision, expert=candidates[0], candidates=candidates)
 
+    async def _classify(self, text: str) -> RoutingDecision:
+        """The router's decision. A cascade's fast stage runs inline for short texts (well under a millisecond,
+        less than a thread hop); its second stage runs in a worker thread, and only while one is free: when every
+        routing thread is busy the fast stage's answer stands, so routing never queues behind itself."""
+        assert self.router is not None
+        first = getattr(self.router, "route_first", None)
+        if first is None:
+            return await anyio.to_thread.run_sync(self.router.route, text, limiter=self._limiter)
+        if len(text) <= INLINE_ROUTING_CHARS:
+            decision, sure = first(text)
+        else:
+            decision, sure = await anyio.to_thread.run_sync(first, text, limiter=self._limiter)
+        if sure or self._limiter.borrowed_tokens >= self._limiter.total_tokens:
+            return decision
+        second: RoutingDecision = await anyio.to_thread.run_sync(
+            self.router.route_second, text, limiter=self._limiter  # type: ignore[attr-defined]
+        )
+        return second
+
     async def _route(self, request: ParsedRequest) -> ExpertChoice:
         """Route the request's text and map the category to an expert."""
         assert self._fallback is not None
@@ -138,7 +159,7 @@ class ExpertSelector:
                 candidates=self.candidates_for((), self._fallback),
             )
         started = time.perf_counter()
-        result = await anyio.to_thread.run_sync(self.router.route, text, limiter=self._limiter)
+        result = await self._classify(text)
         seconds = time.perf_counter() - started
         alternatives = tuple(result.ranked[1:4])
         if result.confidence < self.registry.router.min_confidence:

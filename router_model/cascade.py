@@ -55,6 +55,15 @@ class CascadeRouter:
         """See `QueryRouter.decisions`."""
         return self.slow.decisions(probabilities)
 
+    def route_first(self, text: str) -> tuple[RoutingDecision, bool]:
+        """The fast stage's decision, and whether it is sure enough to stand (the gateway's split path)."""
+        decision = self.fast.route(bounded_text(text))
+        return decision, decision.confidence >= self.threshold
+
+    def route_second(self, text: str) -> RoutingDecision:
+        """The transformer stage's decision (for the texts `route_first` was unsure of)."""
+        return self.slow.route(bounded_text(text))
+
     def route_batch(self, texts: Sequence[str]) -> list[RoutingDecision]:
         """See `QueryRouter.route_batch`."""
         return self.slow.decisions(self.text_probabilities(texts))

@@ -80,3 +80,42 @@ def test_unreadable_messages_route_on_what_can_be_read() -> None:
     request = chat({"messages": [42, {"role": "user", "content": 7}, {"role": "custom", "content": "x"},
                                  {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "hi"}]}]})
     assert routing_text(request, 1000) == "\nhi"
+
+
+class TwoStages:
+    """A cascade double: the first stage says `math` (sure only when the text says so), the second says `code`."""
+
+    categories = KeywordRouter.categories
+
+    def __init__(self) -> None:
+        self.second_calls = 0
+        self.keyword = KeywordRouter()
+
+    def route(self, text: str):  # type: ignore[no-untyped-def]
+        raise AssertionError("a cascade is asked stage by stage")
+
+    def route_first(self, text: str):  # type: ignore[no-untyped-def]
+        return self.keyword.route("solve"), "sure" in text
+
+    def route_second(self, text: str):  # type: ignore[no-untyped-def]
+        self.second_calls += 1
+        return self.keyword.route("python")
+
+
+def test_cascade_second_stage_only_when_unsure_and_a_thread_is_free() -> None:
+    router = TwoStages()
+    selector = ExpertSelector(make_registry(URLS), router, max_parallel=1)  # type: ignore[arg-type]
+
+    async def category(text: str) -> str | None:
+        request = chat({"model": "auto", "messages": [{"role": "user", "content": text}]})
+        return (await selector.decide(request)).category
+
+    assert anyio.run(category, "sure thing") == "math" and router.second_calls == 0
+    assert anyio.run(category, "no idea") == "code" and router.second_calls == 1
+    assert anyio.run(category, "no idea " * 200) == "code" and router.second_calls == 2  # long: first stage in a thread
+
+    async def while_busy() -> str | None:
+        async with selector._limiter:  # every routing thread taken: the first stage's answer stands
+            return await category("no idea")
+
+    assert anyio.run(while_busy) == "math" and router.second_calls == 2
