@@ -86,6 +86,7 @@ def create_app(
     health = HealthBoard(
         registry.experts, settings.breaker_failures, settings.breaker_cooldown_s,
         on_change=lambda name, up: metrics.expert_up.labels(name).set(1 if up else 0),
+        on_replica=lambda name, replica, up: metrics.replica_up.labels(name, replica).set(1 if up else 0),
     )
     keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
     access = Access.build(settings.security, keys, metrics)
