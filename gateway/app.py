@@ -28,6 +28,7 @@ from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
+from gateway.resume import Resumer
 from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
 from gateway.settings import Settings
@@ -115,7 +116,8 @@ def create_app(
                 dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
                 state.client = client
                 state.service = CompletionService(
-                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access
+                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access,
+                    Resumer(registry, dispatcher, health, metrics),
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
