@@ -184,7 +184,8 @@ class ResumingStream:
                 failure = StreamStalled()
             if reason is None:
                 if attempt.done or attempt.finished or splitter.pending.strip():
-                    yield splitter.pending  # a cut event is the relay's to report as malformed
+                    if splitter.pending:
+                        yield splitter.pending  # a cut event is the relay's to report as malformed
                     return
                 reason = "incomplete"
             again = await self._resume(attempt, reason)
