@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -69,7 +70,10 @@ def test_a_broken_stream_is_finished_on_the_other_replica(
     assert wait_until(lambda: sample(stack, "coe_inflight_requests", expert="code") == 0)
 
 
-def test_the_resume_is_marked_by_a_comment_the_sdk_ignores(replica_stacks: ReplicaStacks) -> None:
+def test_the_resume_is_marked_by_a_comment_the_sdk_ignores(
+    replica_stacks: ReplicaStacks, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="coe.requests")
     stack = broken_stack(replica_stacks, "reset_mid")
     body = {"model": "code", "stream": True, "messages": [{"role": "user", "content": CODE}]}
     raw = httpx.post(f"{stack.url}/v1/chat/completions", json=body, timeout=30).content
@@ -78,6 +82,10 @@ def test_the_resume_is_marked_by_a_comment_the_sdk_ignores(replica_stacks: Repli
     assert events[-1] == "[DONE]" and not any("error" in e for e in events if isinstance(e, dict))
     assert sum(1 for e in events if isinstance(e, dict) and e["choices"] and "role" in e["choices"][0]["delta"]) == 1
     assert not any(isinstance(e, dict) and e.get("usage") for e in events)  # not asked for: still dropped
+    assert wait_until(lambda: any("coe.requests" == r.name for r in caplog.records))
+    line = json.loads(next(r.getMessage() for r in caplog.records if r.name == "coe.requests"))
+    assert line["resumes"] == ["reset"] and line["replica"] == "1" and line["status"] == 200
+    assert line["output_tokens"] == 8
 
 
 def test_a_broken_whole_answer_is_asked_again(replica_stacks: ReplicaStacks) -> None:
