@@ -32,7 +32,7 @@ async def generate(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalIt
         return ""
     body = _checked(
         await client.post(
-            f"{expert.url}/chat/completions",
+            f"{expert.base_url}/chat/completions",
             json={
                 "model": expert.model,
                 "messages": [{"role": "user", "content": item.prompt}],
@@ -66,7 +66,7 @@ async def reference_logprob(client: httpx.AsyncClient, expert: ExpertConfig, ite
         raise EngineError(f"{item.id}: empty reference")
     body = _checked(
         await client.post(
-            f"{expert.url}/completions",
+            f"{expert.base_url}/completions",
             json={
                 "model": expert.model,
                 "prompt": head + reference,

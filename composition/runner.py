@@ -43,7 +43,8 @@ class Result:
 
 def expert_key(expert: ExpertConfig, likelihood: bool = True) -> str:
     """Cache key: the expert's name plus what makes its answers differ (engine, model, limits, what is scored)."""
-    digest = hashlib.sha256(json.dumps([expert.url, expert.model, MAX_TOKENS, likelihood]).encode()).hexdigest()[:12]
+    key = [expert.base_url, expert.model, MAX_TOKENS, likelihood]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
     return f"{expert.name}-{digest}"
 
 

@@ -24,6 +24,8 @@ class RequestRecord:
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
     expert: str = NO_EXPERT
+    replica: str | None = None
+    resumes: list[str] = field(default_factory=list)  # why each continuation was needed, in order
     category: str | None = None
     confidence: float | None = None
     reason: str | None = None
@@ -120,6 +122,7 @@ class RequestRecord:
             "request_id": self.request_id,
             "endpoint": self.endpoint,
             "expert": self.expert,
+            "replica": self.replica,
             "category": self.category,
             "confidence": None if self.confidence is None else round(self.confidence, 4),
             "reason": self.reason,
@@ -131,4 +134,5 @@ class RequestRecord:
             "duration_s": round(now - self.started, 6),
             "error": self.error_kind,
             "client_disconnected": self.disconnected,
+            "resumes": self.resumes,
         }

@@ -28,6 +28,7 @@ from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
+from gateway.resume import Resumer
 from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
 from gateway.settings import Settings
@@ -86,6 +87,7 @@ def create_app(
     health = HealthBoard(
         registry.experts, settings.breaker_failures, settings.breaker_cooldown_s,
         on_change=lambda name, up: metrics.expert_up.labels(name).set(1 if up else 0),
+        on_replica=lambda name, replica, up: metrics.replica_up.labels(name, replica).set(1 if up else 0),
     )
     keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
     access = Access.build(settings.security, keys, metrics)
@@ -114,7 +116,8 @@ def create_app(
                 dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
                 state.client = client
                 state.service = CompletionService(
-                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access
+                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access,
+                    Resumer(registry, dispatcher, health, metrics),
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)

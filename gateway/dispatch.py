@@ -1,8 +1,9 @@
-"""Sending a request to an expert: the failover loop before the first byte, within caps and the retry budget."""
+"""Sending a request to an expert: failover before the first byte (replicas, then experts), within caps and budget."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -14,20 +15,23 @@ from gateway.health import HealthBoard
 from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.metrics import GatewayMetrics
 from gateway.protocol import ParsedRequest
-from gateway.registry import ExpertConfig
+from gateway.registry import ExpertConfig, Replica
+from gateway.replicas import ReplicaState
 from gateway.routing import ExpertChoice
 from gateway.settings import Settings
-from gateway.upstream import Opened, Timeouts, UpstreamFailure, open_upstream
+from gateway.upstream import Opened, Timeouts, UpstreamFailure, open_upstream, unreachable
 
 
 @dataclass
 class Dispatched:
-    """The expert that took the request, its open response, the timeouts that apply, and why it was chosen."""
+    """The expert and replica that took the request, its open response, the timeouts, and why it was chosen."""
 
     expert: ExpertConfig
     opened: Opened
     timeouts: Timeouts
     reason: str
+    replica: Replica
+    attempt: AsyncExitStack  # its slot, replica lease and response; closing it early frees them (a resume)
 
 
 def upstream_body(request: ParsedRequest, expert: ExpertConfig) -> bytes:
@@ -65,16 +69,16 @@ class Dispatcher:
         up = [e for e in choice.candidates if self.health.is_up(e.name)]
         return up or [choice.expert]  # all down: try the chosen one anyway rather than refuse blindly
 
-    def _count_failure(self, expert: ExpertConfig, failure: UpstreamFailure) -> None:
-        if failure.kind == "overloaded":
-            return  # our own cap, not the engine's fault
+    def _count_failure(self, expert: ExpertConfig, failure: UpstreamFailure, state: ReplicaState) -> None:
+        outcome = "rejected" if failure.kind == "rejected" else "failed"
+        self.metrics.replica_attempts.labels(expert.name, state.label, outcome).inc()
         if failure.kind == "rejected":
             # The engine refused the request itself (a 4xx): the client's mistake, not an expert fault.
             self.metrics.engine_rejections.labels(expert.name, str(failure.error.status)).inc()
             return
         self.metrics.upstream_errors.labels(expert.name, failure.kind).inc()
         if failure.retryable:
-            self.health.failure(expert.name, failure.kind)
+            self.health.failure(expert.name, failure.kind, state.index)
 
     async def dispatch(
         self, choice: ExpertChoice, request: ParsedRequest, path: str, record: RequestRecord,
@@ -82,34 +86,75 @@ class Dispatcher:
     ) -> Dispatched:
         """Open the first candidate that answers; the slot and response are released by `resources`."""
         self.budget.request()
-        candidates = self.usable(choice)
-        reason: str = choice.reason
         headers = {"content-type": "application/json", "x-request-id": request_id}
-        for index, expert in enumerate(candidates):
-            attempt = AsyncExitStack()
-            timeouts = Timeouts.for_expert(self.settings, expert)
+        return await self.open_first(
+            self.usable(choice), lambda expert: upstream_body(request, expert), path, headers, record, resources,
+            choice.reason, may_change_expert=choice.routed, on_root=on_root,
+        )
+
+    async def open_first(
+        self, candidates: list[ExpertConfig], body_for: Callable[[ExpertConfig], bytes], path: str,
+        headers: dict[str, str], record: RequestRecord, resources: AsyncExitStack, reason: str,
+        may_change_expert: bool, on_root: bool = False, tried: dict[str, set[int]] | None = None,
+    ) -> Dispatched:
+        """Try the candidates in order (each one's replicas first) until one engine starts answering.
+
+        `tried` names replicas not to use again (a resumed stream's broken one); it is updated in place.
+        """
+        tried = {} if tried is None else tried
+        for position, expert in enumerate(candidates):
             try:
-                await attempt.enter_async_context(self.limiters[expert.name].slot())
-                record.enter_expert(expert.name)
-                base = expert.root_url if on_root else expert.url
-                opened = await open_upstream(
-                    self.client, expert, base + path, upstream_body(request, expert), headers, timeouts
+                state, opened, attempt, timeouts = await self._open_on_expert(
+                    expert, body_for(expert), path, headers, record, tried.setdefault(expert.name, set()), on_root
                 )
-            except (UpstreamFailure, APIError) as exc:
-                await attempt.aclose()
-                failure = exc if isinstance(exc, UpstreamFailure) else UpstreamFailure("overloaded", exc, True)
-                self._count_failure(expert, failure)
-                last = index == len(candidates) - 1
-                if not (choice.routed and failure.retryable and not last and self.budget.try_spend()):
+            except UpstreamFailure as failure:
+                last = position == len(candidates) - 1
+                if not (may_change_expert and failure.retryable and not last and self.budget.try_spend()):
                     record.error_kind = failure.kind
-                    raise failure.error from exc
-                self.metrics.fallbacks.labels(expert.name, candidates[index + 1].name, failure.kind).inc()
+                    raise failure.error from failure
+                self.metrics.fallbacks.labels(expert.name, candidates[position + 1].name, failure.kind).inc()
                 reason = record.reason = "failover"
                 continue
-            except BaseException:
-                await attempt.aclose()
-                raise
             resources.push_async_exit(attempt)
-            self.health.success(expert.name)
-            return Dispatched(expert, opened, timeouts, reason)
+            return Dispatched(expert, opened, timeouts, reason, state.replica, attempt)
         raise AssertionError("no candidate experts")  # usable() never returns an empty list
+
+    async def _open_on_expert(
+        self, expert: ExpertConfig, body: bytes, path: str, headers: dict[str, str], record: RequestRecord,
+        tried: set[int], on_root: bool,
+    ) -> tuple[ReplicaState, Opened, AsyncExitStack, Timeouts]:
+        """Within the expert's slot, try its replicas (fewest in flight first) until one answers."""
+        attempt = AsyncExitStack()
+        try:
+            await attempt.enter_async_context(self.limiters[expert.name].slot())
+        except APIError as exc:
+            await attempt.aclose()
+            raise UpstreamFailure("overloaded", exc, True) from exc
+        pool = self.health.pool(expert.name)
+        timeouts = Timeouts.for_expert(self.settings, expert)
+        try:
+            record.enter_expert(expert.name)
+            while (state := pool.pick(tried)) is not None:
+                tried.add(state.index)
+                record.replica = state.label
+                base = state.replica.root_url if on_root else state.replica.url
+                pool.acquire(state)
+                try:
+                    opened = await open_upstream(self.client, expert, base + path, body, headers, timeouts)
+                except UpstreamFailure as failure:
+                    pool.release(state)
+                    self._count_failure(expert, failure, state)
+                    if failure.retryable and pool.has_other(tried) and self.budget.try_spend():
+                        continue  # another replica of the same expert first
+                    raise
+                except BaseException:
+                    pool.release(state)
+                    raise
+                attempt.callback(pool.release, state)
+                self.metrics.replica_attempts.labels(expert.name, state.label, "ok").inc()
+                self.health.success(expert.name, state.index)
+                return state, opened, attempt, timeouts
+            raise unreachable(expert.name, "no_replica", "no replica left to try")
+        except BaseException:
+            await attempt.aclose()
+            raise

@@ -1,4 +1,4 @@
-"""Per-expert health: a circuit breaker fed by request failures and by an active probe of `/models`."""
+"""Health: a circuit breaker per replica, fed by request failures and by an active probe of `/models`."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import anyio
 import httpx
 
 from gateway.registry import ExpertConfig
+from gateway.replicas import ReplicaPool, ReplicaState
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ExpertHealth:
-    """One expert's breaker: closed (up), open (down until the cool-down ends), half-open (one trial)."""
+    """One replica's breaker: closed (up), open (down until the cool-down ends), half-open (one trial)."""
 
     failures_to_open: int
     cooldown_s: float
@@ -57,7 +58,10 @@ class ExpertHealth:
 
 
 class HealthBoard:
-    """All experts' breakers, and the probe loop that keeps them fresh."""
+    """All experts' replica pools with one breaker per replica, and the probe loop that keeps them fresh.
+
+    An expert is up while any of its replicas is; `on_change` hears of the expert, `on_replica` of each replica.
+    """
 
     def __init__(
         self,
@@ -65,69 +69,89 @@ class HealthBoard:
         failures_to_open: int,
         cooldown_s: float,
         on_change: Callable[[str, bool], None] | None = None,
+        on_replica: Callable[[str, str, bool], None] | None = None,
     ) -> None:
-        self._experts = {e.name: e for e in experts}
-        self._health = {e.name: ExpertHealth(failures_to_open, cooldown_s) for e in experts}
+        self.pools = {
+            e.name: ReplicaPool(e, [ExpertHealth(failures_to_open, cooldown_s) for _ in e.replicas]) for e in experts
+        }
         self._on_change = on_change or (lambda name, up: None)
-        for name in self._health:
+        self._on_replica = on_replica or (lambda name, replica, up: None)
+        for name, pool in self.pools.items():
             self._on_change(name, True)
+            for state in pool.states:
+                self._on_replica(name, state.label, True)
+
+    def pool(self, name: str) -> ReplicaPool:
+        """The replicas of expert `name`."""
+        return self.pools[name]
 
     def is_up(self, name: str) -> bool:
-        """Whether routing may use this expert now."""
-        return self._health[name].is_up()
+        """Whether routing may use this expert now (any replica up)."""
+        return self.pools[name].is_up()
 
-    def success(self, name: str) -> None:
-        """A request or probe to this expert worked."""
-        health = self._health[name]
-        was_up = health.opened_at is None
-        health.record_success()
+    def _closed(self, name: str) -> bool:
+        return any(s.health.opened_at is None for s in self.pools[name].states)
+
+    def success(self, name: str, replica: int = 0) -> None:
+        """A request or probe to this replica worked."""
+        state = self.pools[name].states[replica]
+        expert_was_up, was_up = self._closed(name), state.health.opened_at is None
+        state.health.record_success()
         if not was_up:
-            log.info("expert %s is up again", name)
+            log.info("expert %s replica %s is up again", name, state.label)
+            self._on_replica(name, state.label, True)
+        if not expert_was_up:
             self._on_change(name, True)
 
-    def failure(self, name: str, reason: str) -> None:
-        """A request or probe to this expert failed."""
-        health = self._health[name]
-        was_open = health.opened_at is not None
-        health.record_failure(reason)
-        if health.opened_at is not None and not was_open:
-            log.warning("expert %s marked down: %s", name, reason)
-            self._on_change(name, False)
+    def failure(self, name: str, reason: str, replica: int = 0) -> None:
+        """A request or probe to this replica failed."""
+        state = self.pools[name].states[replica]
+        was_open = state.health.opened_at is not None
+        state.health.record_failure(reason)
+        if state.health.opened_at is not None and not was_open:
+            log.warning("expert %s replica %s marked down: %s", name, state.label, reason)
+            self._on_replica(name, state.label, False)
+            if not self._closed(name):
+                self._on_change(name, False)
 
     def snapshot(self) -> dict[str, dict[str, object]]:
-        """Per-expert state for `/ready`."""
-        return {
-            name: {
-                "up": h.opened_at is None,
-                "state": h.state,
-                "consecutive_failures": h.consecutive_failures,
-                "last_error": h.last_error,
-                "probed": h.probed,
-                "times_opened": h.times_opened,
+        """Per-expert state for `/ready`: the best of its replicas, and each replica."""
+        out: dict[str, dict[str, object]] = {}
+        for name, pool in self.pools.items():
+            breakers = [s.health for s in pool.states]
+            states = {h.state for h in breakers}
+            out[name] = {
+                "up": self._closed(name),
+                "state": next(s for s in ("closed", "half_open", "open") if s in states),
+                "consecutive_failures": min(h.consecutive_failures for h in breakers),
+                "last_error": next((h.last_error for h in breakers if h.last_error), None),
+                "probed": all(h.probed for h in breakers),
+                "times_opened": sum(h.times_opened for h in breakers),
+                "replicas": pool.snapshot(),
             }
-            for name, h in self._health.items()
-        }
+        return out
 
     async def probe_once(self, client: httpx.AsyncClient, timeout_s: float) -> None:
-        """Ask every expert's `/models` once, concurrently."""
+        """Ask every replica's `/models` once, concurrently."""
 
-        async def probe(expert: ExpertConfig) -> None:
+        async def probe(name: str, state: ReplicaState) -> None:
             try:
                 with anyio.fail_after(timeout_s):
-                    response = await client.get(f"{expert.url}/models")
+                    response = await client.get(f"{state.replica.url}/models")
                 ok = response.status_code == 200
                 reason = f"probe answered HTTP {response.status_code}"
             except (httpx.HTTPError, TimeoutError) as exc:
                 ok, reason = False, f"probe failed: {type(exc).__name__}"
-            self._health[expert.name].probed = True
+            state.health.probed = True
             if ok:
-                self.success(expert.name)
+                self.success(name, state.index)
             else:
-                self.failure(expert.name, reason)
+                self.failure(name, reason, state.index)
 
         async with anyio.create_task_group() as tg:
-            for expert in self._experts.values():
-                tg.start_soon(probe, expert)
+            for name, pool in self.pools.items():
+                for state in pool.states:
+                    tg.start_soon(probe, name, state)
 
     async def probe_forever(self, client: httpx.AsyncClient, interval_s: float, timeout_s: float) -> None:
         """The background probe loop (cancelled at shutdown)."""

@@ -67,6 +67,17 @@ class GatewayMetrics:
         self.fallbacks = Counter(
             "coe_fallbacks", "Requests moved to another expert", ["from_expert", "to_expert", "reason"], registry=r
         )
+        self.replica_up = Gauge(
+            "coe_replica_up", "1 when the replica's breaker is closed", ["expert", "replica"], registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.replica_attempts = Counter(
+            "coe_replica_attempts", "Requests sent to each replica, by outcome before the first byte",
+            ["expert", "replica", "outcome"], registry=r,
+        )
+        self.resumes = Counter(
+            "coe_resumes", "Streams continued elsewhere after breaking mid-answer", ["expert", "reason"], registry=r
+        )
         self.client_disconnects = Counter(
             "coe_client_disconnects", "Clients that left before their answer ended", ["expert"], registry=r
         )

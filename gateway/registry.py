@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,50 @@ class ExpertTimeouts(BaseModel):
     total: float | None = Field(default=None, gt=0)
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+class ReplicaConfig(BaseModel):
+    """One engine serving an expert; `name` is its short label in metrics (default: its index)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        return _http_url(value)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A replica as the gateway uses it: its index among the expert's replicas, its label and base URL."""
+
+    index: int
+    label: str
+    url: str
+
+    @property
+    def root_url(self) -> str:
+        """The engine's own root, where vLLM serves `/tokenize`, `/detokenize` and `/version`."""
+        return self.url.removesuffix("/v1")
+
+
 class ExpertConfig(BaseModel):
-    """One expert: a served model behind one OpenAI-compatible base URL."""
+    """One expert: a served model behind one OpenAI-compatible base URL, or several replicas of it."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    url: str = Field(description="the engine's OpenAI-compatible base URL, ending in /v1")
+    url: str | None = Field(default=None, description="the engine's OpenAI-compatible base URL, ending in /v1")
+    urls: list[str | ReplicaConfig] | None = Field(
+        default=None, min_length=1, description="several engines serving the same model (replicas)"
+    )
     model: str = Field(min_length=1, description="the model name the engine serves")
     categories: list[str] = Field(default_factory=list)
     description: str = ""
@@ -52,17 +90,47 @@ class ExpertConfig(BaseModel):
     timeouts: ExpertTimeouts = Field(default_factory=ExpertTimeouts)
     max_concurrency: int | None = Field(default=None, gt=0)
 
+    resume: bool | None = Field(default=None, description="resume broken streams (default: the registry's policy)")
+
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    def _http(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _http_each(cls, value: list[str | ReplicaConfig] | None) -> list[str | ReplicaConfig] | None:
+        return None if value is None else [_http_url(v) if isinstance(v, str) else v for v in value]
+
+    @model_validator(mode="after")
+    def _one_address(self) -> ExpertConfig:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("give exactly one of 'url' (one engine) or 'urls' (replicas)")
+        labels = [r.label for r in self.replicas]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"replica names must be unique; got {', '.join(labels)}")
+        return self
+
+    @property
+    def replicas(self) -> list[Replica]:
+        """The engines serving this expert, in registry order (one when `url` is given)."""
+        specs = [self.url] if self.url is not None else list(self.urls or [])
+        out = []
+        for index, spec in enumerate(specs):
+            url, name = (spec, None) if isinstance(spec, str) else (spec.url, spec.name)
+            assert url is not None  # checked by the validator
+            out.append(Replica(index, name or str(index), url))
+        return out
+
+    @property
+    def base_url(self) -> str:
+        """The first replica's base URL (tools that talk to one engine, such as the evaluation)."""
+        return self.replicas[0].url
 
     @property
     def root_url(self) -> str:
-        """The engine's own root, where vLLM serves `/tokenize`, `/detokenize` and `/version`."""
-        return self.url.removesuffix("/v1")
+        """The first replica's root, where vLLM serves `/tokenize`, `/detokenize` and `/version`."""
+        return self.replicas[0].root_url
 
     @field_validator("name")
     @classmethod
@@ -100,6 +168,21 @@ class RoutingTable(BaseModel):
         return self
 
 
+class ResumePolicy(BaseModel):
+    """Whether a stream that breaks after its first byte is continued elsewhere (`resume: true` is the short form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    max_resumes: int = Field(default=2, ge=1, le=10, description="continuations per request")
+    across_experts: bool = Field(default=False, description="routed requests may continue on the next-ranked expert")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class Registry(BaseModel):
     """The whole registry file."""
 
@@ -107,6 +190,7 @@ class Registry(BaseModel):
 
     fallback: str
     router: RouterConfig = Field(default_factory=RouterConfig)
+    resume: ResumePolicy = Field(default_factory=ResumePolicy)
     experts: list[ExpertConfig] = Field(min_length=1)
     routing: RoutingTable | None = None
 
@@ -128,6 +212,10 @@ class Registry(BaseModel):
     def expert(self, name: str) -> ExpertConfig | None:
         """The expert called `name`, if any."""
         return next((e for e in self.experts if e.name == name), None)
+
+    def resumes(self, expert: ExpertConfig) -> bool:
+        """Whether streams of this expert may be resumed after their first byte."""
+        return self.resume.enabled if expert.resume is None else expert.resume
 
     def ranked_experts(self, category: str) -> list[ExpertConfig]:
         """The experts for `category`, best first: the measured ranking, else those claiming it by hand."""

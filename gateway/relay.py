@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.accounting import RequestRecord
 from gateway.errors import APIError
 from gateway.sse import DONE_EVENT, EventSplitter, MalformedEvent, StreamTap
-from gateway.upstream import Opened
+from gateway.upstream import Opened, StreamStalled
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,8 @@ class RelayResponse(Response):
             except httpx.HTTPError as exc:
                 kind = type(exc).__name__
                 await self._fail(send, f"The expert's stream broke ({kind}).", "upstream_reset", "reset")
+            except StreamStalled:  # raised by a resuming stream, which watches idleness itself
+                await self._fail(send, "The expert stopped sending (idle timeout).", "upstream_stalled", "stalled")
             finally:
                 self.streams.discard(scope)
         if scope.cancelled_caught and self._stalled:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 import httpx
@@ -30,6 +29,7 @@ from gateway.protocol import (
     parse_tokenize,
 )
 from gateway.relay import ActiveStreams, RelayResponse
+from gateway.resume import Again, Resumer, read_answer
 from gateway.routing import ExpertChoice, ExpertSelector
 from gateway.settings import Settings
 from gateway.sse import ModelRewriter, StreamTap, answer_text
@@ -101,7 +101,9 @@ class CompletionService:
         metrics: GatewayMetrics,
         streams: ActiveStreams,
         access: Access,
+        resumer: Resumer | None = None,
     ) -> None:
+        self.resumer = resumer
         self.settings = settings
         self.selector = selector
         self.dispatcher = dispatcher
@@ -141,14 +143,24 @@ class CompletionService:
                 choice, parsed, endpoint.path, record, resources, request_id, endpoint.on_root
             )
             headers = decision_headers(choice, dispatched, request_id)
+            resumer = self.resumer if endpoint in (CHAT, COMPLETIONS) else None
+            resumes = resumer is not None and resumer.enabled_for(dispatched.expert, parsed)
             if parsed.stream:
                 tap = StreamTap(dispatched.expert.name, dispatched.expert.model, keep_usage=parsed.include_usage,
                                 text=record.answer_parts)
+                opened, idle = dispatched.opened, dispatched.timeouts.idle
+                if resumer is not None and resumes:  # it watches each attempt's idleness itself
+                    opened = resumer.stream(dispatched, choice, parsed, endpoint.path, record, resources)
+                    idle = dispatched.timeouts.total
                 return RelayResponse(
-                    dispatched.opened, tap, record, resources, headers,
-                    dispatched.timeouts.idle, dispatched.timeouts.total, self.streams,
+                    opened, tap, record, resources, headers, idle, dispatched.timeouts.total, self.streams,
                 )
-            return await self._whole_answer(dispatched, record, resources, headers)
+            again: Again | None = None
+            if resumer is not None and resumes:
+                tried: dict[str, set[int]] = {}
+                r, path = resumer, endpoint.path
+                again = lambda broken, why: r.retry(broken, choice, parsed, path, record, resources, tried, why)  # noqa: E731
+            return await self._whole_answer(dispatched, record, resources, headers, again)
         except APIError as error:
             with anyio.CancelScope(shield=True):
                 await resources.aclose()
@@ -178,22 +190,24 @@ class CompletionService:
                 m.router_confidence.observe(choice.confidence or 0.0)
 
     async def _whole_answer(
-        self, dispatched: Dispatched, record: RequestRecord, resources: AsyncExitStack, headers: dict[str, str]
+        self, dispatched: Dispatched, record: RequestRecord, resources: AsyncExitStack, headers: dict[str, str],
+        again: Again | None = None,
     ) -> Response:
-        """A non-streamed answer: read it whole, rewrite `model`, count usage."""
-        expert, opened = dispatched.expert, dispatched.opened
+        """A non-streamed answer: read it whole (asked again elsewhere if `again` allows), rewrite `model`."""
+        first = dispatched.opened
         try:
-            with anyio.fail_after(dispatched.timeouts.total):
-                body = opened.head + b"".join([chunk async for chunk in opened.chunks])
+            deadline = anyio.current_time() + dispatched.timeouts.total
+            dispatched, body, answer = await read_answer(dispatched, deadline, again)
         except (TimeoutError, httpx.HTTPError) as exc:
-            self.metrics.upstream_errors.labels(expert.name, "read").inc()
-            raise APIError(502, f"The expert '{expert.name}' broke off its answer.", code="upstream_reset") from exc
+            self.metrics.upstream_errors.labels(dispatched.expert.name, "read").inc()
+            message = f"The expert '{dispatched.expert.name}' broke off its answer."
+            raise APIError(502, message, code="upstream_reset") from exc
         finally:
             with anyio.CancelScope(shield=True):
-                await opened.response.aclose()
+                await first.response.aclose()
                 await resources.aclose()
-        answer = _json_object(body)
-        if answer is None:
+        expert, opened = dispatched.expert, dispatched.opened
+        if not isinstance(answer, dict):
             self.metrics.upstream_errors.labels(expert.name, "malformed").inc()
             raise upstream_error(502, body, opened.response.headers.get("content-type", ""))
         record.usage(answer.get("usage"))
@@ -202,12 +216,4 @@ class CompletionService:
         rewritten = ModelRewriter(expert.model, expert.name).rewrite(body, answer, sse=False)
         record.close(200)
         return Response(rewritten, media_type="application/json", headers=headers)
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        answer = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return answer if isinstance(answer, dict) else None
 

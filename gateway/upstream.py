@@ -56,6 +56,10 @@ def unreachable(expert: str, kind: str, detail: str) -> UpstreamFailure:
     return UpstreamFailure(kind, error, retryable=True)
 
 
+class StreamStalled(Exception):
+    """An engine sent nothing within the idle timeout and no other engine could take the answer over."""
+
+
 @dataclass
 class Opened:
     """An engine response whose status was 2xx, with the bytes read so far."""

@@ -80,5 +80,5 @@ def local_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEng
         yield LocalEngines(
             registry=registry,
             registry_path=registry_path,
-            base_urls={e.name: e.url for e in registry.experts if e.launch is not None},
+            base_urls={e.name: e.base_url for e in registry.experts if e.launch is not None},
         )

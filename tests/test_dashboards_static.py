@@ -44,6 +44,9 @@ GATEWAY_METRICS = {
     "coe_engine_rejections_total": "counter",
     "coe_fallbacks_total": "counter",
     "coe_client_disconnects_total": "counter",
+    "coe_replica_up": "gauge",
+    "coe_replica_attempts_total": "counter",
+    "coe_resumes_total": "counter",
 }
 # vLLM 0.32's own series the dashboards may use (counters as exposed, with `_total`).
 VLLM_METRICS = {

@@ -96,14 +96,16 @@ def test_each_expert_has_its_gpu_engine() -> None:
     engines = gpu_engines()
     by_host = {}
     for expert in registry.experts:
-        host, port = url_host_port(expert.url)
-        assert host in engines, f"expert {expert.name}: no GPU engine service {host}"
-        flags = engine_flags(engines[host]["command"])
-        assert flags["--served-model-name"] == [expert.name] == [expert.model]
-        assert flags["--port"] == [str(port)]
-        assert expert.url.endswith("/v1")
-        by_host[host] = expert.name
+        for replica in expert.replicas:
+            host, port = url_host_port(replica.url)
+            assert host in engines, f"expert {expert.name}: no GPU engine service {host}"
+            flags = engine_flags(engines[host]["command"])
+            assert flags["--served-model-name"] == [expert.name] == [expert.model]
+            assert flags["--port"] == [str(port)]
+            assert replica.url.endswith("/v1")
+            by_host[host] = expert.name
     assert set(by_host) == set(engines), "a GPU engine serves no expert"
+    assert sorted(by_host.values()).count("general") == 2  # one expert shows replicas
 
 
 @pytest.mark.parametrize("name", sorted(gpu_engines()))
@@ -136,7 +138,7 @@ def test_gpu_engines_take_one_gpu_each_by_default() -> None:
 
 def test_model_download_lists_exactly_the_engines_models() -> None:
     models = compose()["services"]["models"]
-    engine_models = sorted(engine_flags(e["command"])["--model"][0] for e in gpu_engines().values())
+    engine_models = sorted({engine_flags(e["command"])["--model"][0] for e in gpu_engines().values()})
     assert sorted(models["command"]) == engine_models
     assert any(v.endswith(":/root/.cache/huggingface") for v in models["volumes"])
 
@@ -213,8 +215,8 @@ def test_cpu_engine_answers_for_every_compose_expert() -> None:
     flags = engine_flags(dockerfile_instruction(CPU_DOCKERFILE, "ENTRYPOINT"))
     adapters = {module.split("=")[0] for module in flags.get("--lora-modules", [])}
     served = set(flags["--served-model-name"]) | adapters
-    for expert in registry.experts:
-        host, port = url_host_port(expert.url)
+    for expert, replica in ((e, r) for e in registry.experts for r in e.replicas):
+        host, port = url_host_port(replica.url)
         assert host in aliases
         assert expert.model in served
         assert flags["--port"] == [str(port)]

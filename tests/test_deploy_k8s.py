@@ -89,9 +89,11 @@ def test_experts_file_matches_the_inference_services(tmp_path: Path) -> None:
     path.write_text((K8S_DIR / "gateway" / "experts.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     registry = load_registry(path)
     services = objects("InferenceService")
-    assert {f"{name}-predictor" for name in services} == {url_host_port(e.url)[0] for e in registry.experts}
-    for expert in registry.experts:
-        host, port = url_host_port(expert.url)
+    replicas = [(expert, replica.url) for expert in registry.experts for replica in expert.replicas]
+    assert {f"{name}-predictor" for name in services} == {url_host_port(url)[0] for _, url in replicas}
+    assert max(len(expert.replicas) for expert in registry.experts) == 2  # one expert shows replicas
+    for expert, url in replicas:
+        host, port = url_host_port(url)
         service = services[host.removesuffix("-predictor")]
         flags = engine_flags(service["spec"]["predictor"]["model"]["args"])
         assert flags["--served-model-name"] == [expert.name] == [expert.model]

@@ -48,7 +48,10 @@ def test_gateway_is_scraped_on_its_port(name: str) -> None:
 
 def test_every_gpu_expert_engine_is_scraped_with_its_expert_label() -> None:
     registry = load_registry(COMPOSE_EXPERTS)
-    wanted = {"{}:{}".format(*url_host_port(expert.url)): expert.name for expert in registry.experts}
+    wanted = {
+        "{}:{}".format(*url_host_port(replica.url)): expert.name
+        for expert in registry.experts for replica in expert.replicas
+    }
     targets = scrape_targets(PROMETHEUS_DIR / "prometheus.yml")["vllm"]
     scraped = {target: labels["expert"] for target, labels in targets}
     assert scraped == wanted

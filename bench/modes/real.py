@@ -53,7 +53,7 @@ def run(ctx: BenchContext) -> Section:
     artifact, _ = ctx.artifact()
     registry_path = write_real_registry(ctx.work_dir / "real-experts.yaml", artifact, free_port())
     registry = load_registry(registry_path)
-    engine_url = registry.experts[0].url
+    engine_url = registry.experts[0].base_url
     ctx.say("real: preparing the model and starting vLLM on the CPU (about 2 minutes)")
     with ExitStack() as stack:
         stack.enter_context(registry_engines(registry, default_cache_dir(), ctx.log_dir, ctx.say,

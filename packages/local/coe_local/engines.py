@@ -48,6 +48,8 @@ class EnginePlan:
 
 
 def _check_url(expert: ExpertConfig, spec: LaunchSpec) -> None:
+    if expert.url is None:
+        raise EnginePlanError(f"expert {expert.name!r}: an expert with `launch` has one `url` (the engine it launches)")
     parts = urlsplit(expert.url)
     if parts.hostname not in (LOOPBACK, "localhost") or parts.port != spec.port:
         raise EnginePlanError(

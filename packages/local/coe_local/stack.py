@@ -43,7 +43,7 @@ def with_free_ports(registry: Registry) -> Registry:
     moved = registry.model_copy(deep=True)
     new_ports: dict[int, int] = {}
     for expert in moved.experts:
-        if expert.launch is None:
+        if expert.launch is None or expert.url is None:
             continue
         port = new_ports.setdefault(int(expert.launch["port"]), free_port())
         parts = urlsplit(expert.url)

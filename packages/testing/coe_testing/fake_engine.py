@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,8 +22,10 @@ from coe_testing.engine_protocol import check_request
 # Faults a test can ask for; each mimics something engines or proxies really do.
 FAULTS = (
     "none", "status_500", "status_503", "status_429", "status_400", "html_502", "flat_400", "string_400",
-    "silent", "stall_mid", "reset_mid", "error_event", "malformed", "no_done", "no_usage", "slow_first",
+    "silent", "stall_mid", "reset_mid", "error_event", "malformed", "no_done", "no_usage", "slow_first", "end_mid",
 )
+_MID_FAULTS = ("stall_mid", "reset_mid", "error_event", "malformed", "end_mid")
+_TOKEN = re.compile(r" tok\d+")
 
 
 class EngineReset(Exception):
@@ -140,7 +143,15 @@ class FakeEngine:
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:16]
         if payload.get("stream"):
             return StreamingResponse(self._stream(payload, ident, chat), media_type="text/event-stream")
+        if b.fault == "reset_mid":
+            return StreamingResponse(self._cut_whole(self._whole(payload, ident, chat)), media_type="application/json")
         return JSONResponse(self._whole(payload, ident, chat))
+
+    async def _cut_whole(self, answer: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Half of a whole answer, then the connection drops (an engine dying mid-generation)."""
+        body = json.dumps(answer).encode()
+        yield body[: len(body) // 2]
+        raise EngineReset("connection dropped on purpose")
 
     def _early_fault(self, fault: str) -> Response | None:
         nested = {"error": {"message": "engine failure", "type": "InternalServerError", "param": None, "code": 500}}
@@ -162,9 +173,22 @@ class FakeEngine:
     def _text(self, i: int) -> str:
         return f" tok{i}"
 
+    def _start(self, payload: dict[str, Any], chat: bool) -> int:
+        """Where a continuation picks up: the tokens already in the final assistant message (chat) or prompt."""
+        if chat:
+            messages = payload.get("messages") or []
+            if not (payload.get("continue_final_message") and messages and messages[-1].get("role") == "assistant"):
+                return 0
+            prefix = messages[-1].get("content") or ""
+        else:
+            prefix = payload.get("prompt") if isinstance(payload.get("prompt"), str) else ""
+        match = re.search(r"(?: tok\d+)+$", prefix)
+        return len(_TOKEN.findall(match.group(0))) if match else 0
+
     def _whole(self, payload: dict[str, Any], ident: str, chat: bool) -> dict[str, Any]:
-        n = self._n_tokens(payload)
-        text = "".join(self._text(i) for i in range(n))
+        start = self._start(payload, chat)
+        n = self._n_tokens(payload, start)
+        text = "".join(self._text(i) for i in range(start, start + n))
         choice: dict[str, Any] = (
             {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
              "logprobs": None, "finish_reason": "stop", "stop_reason": None}
@@ -176,9 +200,10 @@ class FakeEngine:
                 "model": self.served_model, "choices": [choice],
                 "usage": {"prompt_tokens": prompt, "total_tokens": prompt + n, "completion_tokens": n}}
 
-    def _n_tokens(self, payload: dict[str, Any]) -> int:
+    def _n_tokens(self, payload: dict[str, Any], start: int = 0) -> int:
+        left = max(self.behaviour.tokens - start, 0)
         limit = payload.get("max_tokens") or payload.get("max_completion_tokens")
-        return min(self.behaviour.tokens, limit) if isinstance(limit, int) else self.behaviour.tokens
+        return min(left, limit) if isinstance(limit, int) else left
 
     async def _stream(self, payload: dict[str, Any], ident: str, chat: bool) -> AsyncIterator[bytes]:
         b, s = self.behaviour, self.stats
@@ -196,7 +221,8 @@ class FakeEngine:
                 s.aborted += 1
 
     async def _events(self, payload: dict[str, Any], ident: str, chat: bool, b: FakeBehaviour) -> AsyncIterator[bytes]:
-        created, n = int(time.time()), self._n_tokens(payload)
+        start = self._start(payload, chat)
+        created, n = int(time.time()), self._n_tokens(payload, start)
         base = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": created, "model": self.served_model}
         if b.first_delay_s or b.fault == "slow_first":
@@ -204,12 +230,12 @@ class FakeEngine:
         if chat:
             yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                              "logprobs": None, "finish_reason": None}]})
-        for i in range(n):
-            if i == b.fault_after and b.fault in ("stall_mid", "reset_mid", "error_event", "malformed"):
+        for i in range(start, start + n):
+            if i - start == b.fault_after and b.fault in _MID_FAULTS:
                 async for event in self._mid_fault(b.fault):
                     yield event
                 return
-            if b.gap_s and i:
+            if b.gap_s and i > start:
                 await anyio.sleep(b.gap_s)
             delta = {"delta": {"content": self._text(i)}} if chat else {"text": self._text(i)}
             yield _sse({**base, "choices": [{"index": 0, **delta, "logprobs": None, "finish_reason": None}]})

@@ -10,12 +10,12 @@ import uvicorn
 
 
 class ServerThread:
-    """One ASGI app served by uvicorn on 127.0.0.1 on a free port, in a daemon thread."""
+    """One ASGI app served by uvicorn on 127.0.0.1 (on a free port unless given one), in a daemon thread."""
 
-    def __init__(self, app: Any, **config: Any) -> None:
+    def __init__(self, app: Any, port: int = 0, **config: Any) -> None:
         config.setdefault("log_level", "warning")
         config.setdefault("lifespan", "on")
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **config))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
         self._thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0
 
