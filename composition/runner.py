@@ -104,6 +104,7 @@ async def evaluate(
     say(f"{len(pairs)} answers wanted, {len(pairs) - len(todo)} cached, {len(todo)} to ask "
         f"({len(experts)} experts, {len(items)} items, concurrency {concurrency})")
     done = 0
+    steps = (1 + answers) * len(todo)  # a likelihood and an answer per pair, or the likelihood alone
     phase = "reference likelihoods"
     started = time.monotonic()
     likelihoods: dict[tuple[str, str], dict[str, Any]] = {}
@@ -112,8 +113,8 @@ async def evaluate(
         while True:
             await asyncio.sleep(PROGRESS_EVERY_S)
             elapsed = time.monotonic() - started
-            eta = elapsed / done * (2 * len(todo) - done) if done else float("nan")
-            say(f"{phase}: {done}/{2 * len(todo)} requests done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
+            eta = elapsed / done * (steps - done) if done else float("nan")
+            say(f"{phase}: {done}/{steps} requests done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
 
     async def score_reference(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
         nonlocal done
@@ -130,8 +131,8 @@ async def evaluate(
             async with gate:
                 row = await _answer(client, expert, item)
         scored = likelihoods[(expert.name, item.id)]
+        done += answers
         cache.put(key(expert), item.id, {**row, **scored, "error": scored["error"] or row["error"]})
-        done += 1
 
     reporter = asyncio.create_task(progress())
     try:
@@ -144,14 +145,17 @@ async def evaluate(
             async def one_reference(expert: ExpertConfig, item: EvalItem) -> None:
                 async with references:
                     await score_reference(client, expert, item)
+                if not answers:  # nothing more to ask: cache it now, so a stopped run keeps what it scored
+                    await answer(client, expert, item)
 
             await asyncio.gather(*(one_reference(e, i) for e, i in todo))
-            phase = "answers"
-            await asyncio.gather(*(answer(client, e, i) for e, i in todo))
+            if answers:
+                phase = "answers"
+                await asyncio.gather(*(answer(client, e, i) for e, i in todo))
     finally:
         reporter.cancel()
     if todo:
-        say(f"{2 * len(todo)}/{2 * len(todo)} requests done in {time.monotonic() - started:.0f} s")
+        say(f"{steps}/{steps} requests done in {time.monotonic() - started:.0f} s")
     results = []
     for expert, item in pairs:
         row = cache.get(key(expert), item.id) or {}
