@@ -121,3 +121,32 @@ def test_no_answers_scores_only_the_references(tmp_path: Path, capsys: pytest.Ca
         assert main([*args, "--json", "--no-answers", *more]) == 0
     assert ASKED["chat"] == 0 and ASKED["most_in_flight"] == 3
     assert json.loads(capsys.readouterr().out)["table"] == printed["table"]
+
+
+def test_a_stopped_no_answers_run_keeps_what_it_scored(tmp_path: Path) -> None:
+    from composition.cache import AnswerCache
+    from composition.data import item_from_record
+    from composition.runner import evaluate, expert_key
+
+    app = fake_engine()
+
+    @app.middleware("http")
+    async def hang_on_math(request: Any, call_next: Any) -> Any:
+        body = await request.body()
+        if request.url.path == "/tokenize" and b"40 + 2" in body:
+            await anyio.sleep(10)  # this item never gets scored before the run is stopped
+        return await call_next(request)
+
+    items = [item_from_record(record) for record in ITEMS]
+    with ServerThread(app) as engine:
+        registry = _two_expert_registry(tmp_path / "experts.yaml", engine.url)
+        experts = load_registry(registry).experts
+        cache = AnswerCache(tmp_path / "answers")
+
+        async def stopped_run() -> None:
+            with anyio.move_on_after(5):
+                await evaluate(experts, items, cache, answers=False, say=lambda _: None)
+
+        anyio.run(stopped_run)
+    kept = {(e.name, i.id) for e in experts for i in items if cache.get(expert_key(e, True, False), i.id)}
+    assert kept == {(e.name, i.id) for e in experts for i in items if i.category != "math"}
