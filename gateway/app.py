@@ -30,6 +30,7 @@ from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
 from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
+from gateway.sessions import SessionRouter
 from gateway.settings import Settings
 from gateway.state import GatewayState
 
@@ -90,6 +91,7 @@ def create_app(
     keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
     access = Access.build(settings.security, keys, metrics)
     state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys, access)
+    state.sessions = SessionRouter(registry.router.session, metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,7 +116,8 @@ def create_app(
                 dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
                 state.client = client
                 state.service = CompletionService(
-                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access
+                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access,
+                    state.sessions,
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)

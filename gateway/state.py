@@ -16,6 +16,7 @@ from gateway.registry import Registry
 from gateway.relay import ActiveStreams
 from gateway.routing import Router
 from gateway.serving import CompletionService
+from gateway.sessions import SessionRouter
 from gateway.settings import Settings
 
 
@@ -33,6 +34,7 @@ class GatewayState:
     router: Router | None = None
     service: CompletionService | None = None
     client: httpx.AsyncClient | None = None
+    sessions: SessionRouter | None = None
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     started_at: float = field(default_factory=time.time)
