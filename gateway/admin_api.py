@@ -1,4 +1,4 @@
-"""`/admin/*`: for roles with `admin: true` only; today the audit trail, read over HTTP."""
+"""`/admin/*`: for admin roles or keys only; the audit trail, and reloading the configuration."""
 
 from __future__ import annotations
 
@@ -28,5 +28,12 @@ def build_admin_api() -> APIRouter:
             raise APIError(400, str(exc), param="since") from exc
         rows = await state.access.query_audit(start, subject, expert, status)
         return {"object": "list", "data": rows[-limit:]}
+
+    @admin.post("/reload")
+    async def reload(state: StateDep) -> dict[str, Any]:
+        """Re-read the experts file, the router artifact and the key file; all valid, or nothing changes."""
+        if state.reloader is None:
+            raise APIError(503, "Reload is not available.", code="unavailable")
+        return await state.reloader.reload()
 
     return admin

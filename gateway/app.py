@@ -28,6 +28,7 @@ from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
+from gateway.reload import Reloader
 from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
 from gateway.sessions import SessionRouter
@@ -92,6 +93,7 @@ def create_app(
     access = Access.build(settings.security, keys, metrics)
     state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys, access)
     state.sessions = SessionRouter(registry.router.session, metrics.registry)
+    state.reloader = Reloader(state, router_loader)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ class KeyEntry(BaseModel):
     allowed_experts: list[str] | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    admin: bool = False  # may use /admin/* like an admin role (reload, expert state, running config)
 
 
 class KeysFile(BaseModel):

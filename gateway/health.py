@@ -66,19 +66,39 @@ class HealthBoard:
         cooldown_s: float,
         on_change: Callable[[str, bool], None] | None = None,
     ) -> None:
+        self._failures_to_open, self._cooldown_s = failures_to_open, cooldown_s
         self._experts = {e.name: e for e in experts}
         self._health = {e.name: ExpertHealth(failures_to_open, cooldown_s) for e in experts}
         self._on_change = on_change or (lambda name, up: None)
         for name in self._health:
             self._on_change(name, True)
 
+    def update(self, experts: list[ExpertConfig]) -> None:
+        """Follow a reloaded registry: new experts start closed, removed ones go, the rest keep their breakers
+        (unless the expert now points at another engine, whose health says nothing about the old one's)."""
+        health: dict[str, ExpertHealth] = {}
+        for expert in experts:
+            kept = self._health.get(expert.name)
+            if kept is None or self._experts[expert.name].url != expert.url:
+                kept = ExpertHealth(self._failures_to_open, self._cooldown_s)
+                self._on_change(expert.name, True)
+            health[expert.name] = kept
+        self._experts, self._health = {e.name: e for e in experts}, health
+
+    def breaker(self, name: str) -> ExpertHealth | None:
+        """This expert's breaker, if it is in the running registry."""
+        return self._health.get(name)
+
     def is_up(self, name: str) -> bool:
-        """Whether routing may use this expert now."""
-        return self._health[name].is_up()
+        """Whether routing may use this expert now (one reloaded away is left to its in-flight requests)."""
+        health = self._health.get(name)
+        return health is None or health.is_up()
 
     def success(self, name: str) -> None:
         """A request or probe to this expert worked."""
-        health = self._health[name]
+        health = self._health.get(name)
+        if health is None:
+            return  # reloaded away while the request ran
         was_up = health.opened_at is None
         health.record_success()
         if not was_up:
@@ -87,7 +107,9 @@ class HealthBoard:
 
     def failure(self, name: str, reason: str) -> None:
         """A request or probe to this expert failed."""
-        health = self._health[name]
+        health = self._health.get(name)
+        if health is None:
+            return
         was_open = health.opened_at is not None
         health.record_failure(reason)
         if health.opened_at is not None and not was_open:
@@ -119,7 +141,9 @@ class HealthBoard:
                 reason = f"probe answered HTTP {response.status_code}"
             except (httpx.HTTPError, TimeoutError) as exc:
                 ok, reason = False, f"probe failed: {type(exc).__name__}"
-            self._health[expert.name].probed = True
+            if (health := self._health.get(expert.name)) is None:
+                return  # reloaded away during the probe
+            health.probed = True
             if ok:
                 self.success(expert.name)
             else:

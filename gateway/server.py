@@ -97,6 +97,10 @@ def serve_app(app: FastAPI, settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         lifespan="on",
     )
-    server = DrainingServer(config, app.state.coe)
+    state: GatewayState = app.state.coe
+    server = DrainingServer(config, state)
+    if state.reloader is not None and hasattr(signal, "SIGHUP"):
+        reloader = state.reloader
+        signal.signal(signal.SIGHUP, lambda sig, frame: reloader.request_from_signal())
     server.run()
     return 0 if server.started else 1
