@@ -40,6 +40,11 @@ class KeyRing:
     def __init__(self, entries: list[KeyEntry]) -> None:
         self._entries = entries
 
+    @property
+    def entries(self) -> tuple[KeyEntry, ...]:
+        """The configured keys (hashes only)."""
+        return tuple(self._entries)
+
     @classmethod
     def load(cls, path: Path) -> KeyRing:
         """Read a keys file; fail naming the file, key and reason."""

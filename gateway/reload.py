@@ -92,6 +92,7 @@ def _reload_failed(message: str) -> APIError:
 
 def remove_expert_series(metrics: GatewayMetrics, name: str) -> None:
     """Drop every series labelled with this expert, so a removed expert's series stop."""
+    metrics.recent_ttft.forget(name)
     for metric in vars(metrics).values():
         if not isinstance(metric, MetricWrapperBase):
             continue
