@@ -57,6 +57,7 @@ class RequestRecord:
         if self.first_token_at is None:
             self.first_token_at = now
             self.metrics.ttft.labels(self.expert).observe(now - self.started)
+            self.metrics.recent_ttft.observe(self.expert, now - self.started)
         elif self.last_token_at is not None:
             self.metrics.itl.labels(self.expert).observe(now - self.last_token_at)
         self.last_token_at = now

@@ -1,4 +1,4 @@
-"""`/admin/*`: for roles with `admin: true` only; today the audit trail, read over HTTP."""
+"""`/admin/*`: for admin roles or keys only; the audit trail, reload, expert state and the running config."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from gateway.admin_views import config_view, experts_view
 from gateway.api import StateDep, require_admin
 from gateway.audit_query import parse_since
 from gateway.errors import APIError
@@ -28,5 +29,22 @@ def build_admin_api() -> APIRouter:
             raise APIError(400, str(exc), param="since") from exc
         rows = await state.access.query_audit(start, subject, expert, status)
         return {"object": "list", "data": rows[-limit:]}
+
+    @admin.post("/reload")
+    async def reload(state: StateDep) -> dict[str, Any]:
+        """Re-read the experts file, the router artifact and the key file; all valid, or nothing changes."""
+        if state.reloader is None:
+            raise APIError(503, "Reload is not available.", code="unavailable")
+        return await state.reloader.reload()
+
+    @admin.get("/experts")
+    async def experts(state: StateDep) -> dict[str, Any]:
+        """Each expert: breaker, requests in flight and queued, recent time to first token."""
+        return experts_view(state)
+
+    @admin.get("/config")
+    async def config(state: StateDep) -> dict[str, Any]:
+        """The running registry and settings (secrets redacted), the files' checksums and the load time."""
+        return config_view(state)
 
     return admin

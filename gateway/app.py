@@ -28,9 +28,11 @@ from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
+from gateway.reload import Reloader
 from gateway.resume import Resumer
 from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
+from gateway.sessions import SessionRouter
 from gateway.settings import Settings
 from gateway.state import GatewayState
 
@@ -92,6 +94,8 @@ def create_app(
     keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
     access = Access.build(settings.security, keys, metrics)
     state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys, access)
+    state.sessions = SessionRouter(registry.router.session, metrics.registry)
+    state.reloader = Reloader(state, router_loader)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +121,7 @@ def create_app(
                 state.client = client
                 state.service = CompletionService(
                     settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access,
-                    Resumer(registry, dispatcher, health, metrics),
+                    state.sessions, Resumer(registry, dispatcher, health, metrics),
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)

@@ -20,6 +20,7 @@ class KeyEntry(BaseModel):
     allowed_experts: list[str] | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    admin: bool = False  # may use /admin/* like an admin role (reload, expert state, running config)
 
 
 class KeysFile(BaseModel):
@@ -38,6 +39,11 @@ class KeyRing:
 
     def __init__(self, entries: list[KeyEntry]) -> None:
         self._entries = entries
+
+    @property
+    def entries(self) -> tuple[KeyEntry, ...]:
+        """The configured keys (hashes only)."""
+        return tuple(self._entries)
 
     @classmethod
     def load(cls, path: Path) -> KeyRing:

@@ -71,30 +71,55 @@ class HealthBoard:
         on_change: Callable[[str, bool], None] | None = None,
         on_replica: Callable[[str, str, bool], None] | None = None,
     ) -> None:
-        self.pools = {
-            e.name: ReplicaPool(e, [ExpertHealth(failures_to_open, cooldown_s) for _ in e.replicas]) for e in experts
-        }
+        self._failures_to_open, self._cooldown_s = failures_to_open, cooldown_s
         self._on_change = on_change or (lambda name, up: None)
         self._on_replica = on_replica or (lambda name, replica, up: None)
-        for name, pool in self.pools.items():
-            self._on_change(name, True)
-            for state in pool.states:
-                self._on_replica(name, state.label, True)
+        self.pools: dict[str, ReplicaPool] = {}
+        for expert in experts:
+            self.pools[expert.name] = self._new_pool(expert)
+
+    def _new_pool(self, expert: ExpertConfig) -> ReplicaPool:
+        pool = ReplicaPool(expert, [ExpertHealth(self._failures_to_open, self._cooldown_s) for _ in expert.replicas])
+        self._on_change(expert.name, True)
+        for state in pool.states:
+            self._on_replica(expert.name, state.label, True)
+        return pool
+
+    def update(self, experts: list[ExpertConfig]) -> None:
+        """Follow a reloaded registry: new experts start closed, removed ones go, the rest keep their breakers
+        (unless the expert now points at other engines, whose health says nothing about the old ones')."""
+        pools: dict[str, ReplicaPool] = {}
+        for expert in experts:
+            kept = self.pools.get(expert.name)
+            same = kept is not None and [r.url for r in kept.expert.replicas] == [r.url for r in expert.replicas]
+            if kept is not None and same:
+                kept.expert = expert
+                pools[expert.name] = kept
+            else:
+                pools[expert.name] = self._new_pool(expert)
+        self.pools = pools
 
     def pool(self, name: str) -> ReplicaPool:
         """The replicas of expert `name`."""
         return self.pools[name]
 
     def is_up(self, name: str) -> bool:
-        """Whether routing may use this expert now (any replica up)."""
-        return self.pools[name].is_up()
+        """Whether routing may use this expert now (any replica up; one reloaded away is left to its requests)."""
+        pool = self.pools.get(name)
+        return pool is None or pool.is_up()
 
     def _closed(self, name: str) -> bool:
         return any(s.health.opened_at is None for s in self.pools[name].states)
 
+    def _state(self, name: str, replica: int) -> ReplicaState | None:
+        """A replica's state, or None when a reload took its expert away while a request or probe ran."""
+        pool = self.pools.get(name)
+        return pool.states[replica] if pool is not None and replica < len(pool.states) else None
+
     def success(self, name: str, replica: int = 0) -> None:
         """A request or probe to this replica worked."""
-        state = self.pools[name].states[replica]
+        if (state := self._state(name, replica)) is None:
+            return
         expert_was_up, was_up = self._closed(name), state.health.opened_at is None
         state.health.record_success()
         if not was_up:
@@ -105,7 +130,8 @@ class HealthBoard:
 
     def failure(self, name: str, reason: str, replica: int = 0) -> None:
         """A request or probe to this replica failed."""
-        state = self.pools[name].states[replica]
+        if (state := self._state(name, replica)) is None:
+            return
         was_open = state.health.opened_at is not None
         state.health.record_failure(reason)
         if state.health.opened_at is not None and not was_open:

@@ -39,7 +39,8 @@ class Principal:
 
     @property
     def admin(self) -> bool:
-        return bool(self.role and self.role.admin)
+        """An admin role, or a key marked `admin: true` in the keys file."""
+        return bool(self.role and self.role.admin) or bool(self.key and self.key.admin)
 
     def privacy(self, default: PrivacyPolicy) -> PrivacyPolicy:
         return self.role.privacy if self.role else default
@@ -68,6 +69,10 @@ class Authenticator:
         self._keys = keys
         self._verifier = verifier
         self._roles = roles
+
+    def use_keys(self, keys: KeyRing | None) -> None:
+        """Take a reloaded keys file; requests already authenticated keep their caller."""
+        self._keys = keys
 
     @property
     def enabled(self) -> bool:

@@ -26,10 +26,16 @@ class ExpertLimiter:
 
     def __init__(self, name: str, capacity: int, max_queue: int, queue_timeout_s: float) -> None:
         self.name = name
+        self.capacity = capacity
         self._slots = anyio.Semaphore(capacity)
         self._max_queue = max_queue
         self._queue_timeout_s = queue_timeout_s
         self.waiting = 0
+
+    @property
+    def active(self) -> int:
+        """Requests holding a slot now."""
+        return self.capacity - self._slots.value
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

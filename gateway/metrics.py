@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.recent import RecentLatency
+
 NO_EXPERT = "none"  # requests refused before an expert was chosen
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -81,6 +83,7 @@ class GatewayMetrics:
         self.client_disconnects = Counter(
             "coe_client_disconnects", "Clients that left before their answer ended", ["expert"], registry=r
         )
+        self.recent_ttft = RecentLatency()  # for /admin/experts: this process's last time-to-first-token values
         for name in experts:
             # Present from the start, so dashboards and rate() see zeros rather than gaps.
             self.inflight.labels(name)

@@ -140,6 +140,18 @@ class ExpertConfig(BaseModel):
         return value
 
 
+class SessionConfig(BaseModel):
+    """Conversations that stay with their expert (`gateway/sessions.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    margin: float = Field(default=0.2, ge=0.0, le=1.0, description="probability lead a new topic needs to switch")
+    cooldown_turns: int = Field(default=2, ge=0, description="turns after a switch during which no switch happens")
+    ttl_s: float = Field(default=1800.0, gt=0, description="a conversation idle this long is forgotten")
+    max_sessions: int = Field(default=100_000, gt=0, description="conversations remembered per process (LRU)")
+
+
 class RouterConfig(BaseModel):
     """Which router artifact to load and when to distrust it."""
 
@@ -148,6 +160,7 @@ class RouterConfig(BaseModel):
     artifact: Path = Field(default_factory=default_router_artifact)
     min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
     context_chars: int = Field(default=1000, ge=0, description="earlier conversation text added to the last user turn")
+    session: SessionConfig = Field(default_factory=SessionConfig)
 
 
 class RoutingTable(BaseModel):

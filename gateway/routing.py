@@ -18,7 +18,7 @@ from gateway.registry import ROUTED_MODEL, ExpertConfig, Registry
 if TYPE_CHECKING:
     from router_model.query_router import RoutingDecision
 
-RouteReason = Literal["classified", "pinned", "low_confidence", "failover"]
+RouteReason = Literal["classified", "pinned", "low_confidence", "failover", "session"]
 
 # Long pasted text says what it is in its first lines; the embedder reads ~256 tokens anyway.
 MAX_ROUTED_CHARS = 2000
@@ -46,6 +46,7 @@ class ExpertChoice:
     alternatives: tuple[tuple[str, float], ...] = ()
     candidates: tuple[ExpertConfig, ...] = field(default=())
     seconds: float = 0.0
+    ranked: tuple[tuple[str, float], ...] = ()  # every category with its probability, best first
 
     @property
     def routed(self) -> bool:
@@ -174,4 +175,5 @@ class ExpertSelector:
             alternatives=alternatives,
             candidates=self.candidates_for(result.ranked, expert),
             seconds=seconds,
+            ranked=tuple(result.ranked),
         )

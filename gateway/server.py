@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from types import FrameType
 
 import uvicorn
@@ -97,6 +98,15 @@ def serve_app(app: FastAPI, settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         lifespan="on",
     )
-    server = DrainingServer(config, app.state.coe)
-    server.run()
+    state: GatewayState = app.state.coe
+    server = DrainingServer(config, state)
+    reloader = state.reloader
+    previous = None
+    if reloader is not None and hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGHUP, lambda sig, frame: reloader.request_from_signal())
+    try:
+        server.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
     return 0 if server.started else 1

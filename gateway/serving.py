@@ -31,6 +31,7 @@ from gateway.protocol import (
 from gateway.relay import ActiveStreams, RelayResponse
 from gateway.resume import Again, Resumer, read_answer
 from gateway.routing import ExpertChoice, ExpertSelector
+from gateway.sessions import SessionRouter, session_key
 from gateway.settings import Settings
 from gateway.sse import ModelRewriter, StreamTap, answer_text
 
@@ -101,10 +102,12 @@ class CompletionService:
         metrics: GatewayMetrics,
         streams: ActiveStreams,
         access: Access,
+        sessions: SessionRouter | None = None,
         resumer: Resumer | None = None,
     ) -> None:
         self.resumer = resumer
         self.settings = settings
+        self.sessions = sessions
         self.selector = selector
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -138,6 +141,9 @@ class CompletionService:
             record.stream = parsed.stream
             parsed = await gate.admit(parsed)
             choice = await self.selector.decide(parsed, gate.allowed)
+            if self.sessions is not None and endpoint in (CHAT, COMPLETIONS):
+                scope = caller.subject if caller is not None else None
+                choice = self.sessions.apply(session_key(http.headers, parsed, scope), choice)
             self._record_choice(record, choice)
             dispatched = await self.dispatcher.dispatch(
                 choice, parsed, endpoint.path, record, resources, request_id, endpoint.on_root

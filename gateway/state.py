@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -16,7 +17,11 @@ from gateway.registry import Registry
 from gateway.relay import ActiveStreams
 from gateway.routing import Router
 from gateway.serving import CompletionService
+from gateway.sessions import SessionRouter
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.reload import Reloader
 
 
 @dataclass
@@ -33,6 +38,8 @@ class GatewayState:
     router: Router | None = None
     service: CompletionService | None = None
     client: httpx.AsyncClient | None = None
+    sessions: SessionRouter | None = None
+    reloader: Reloader | None = None
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     started_at: float = field(default_factory=time.time)

@@ -66,19 +66,22 @@ def stack_factory() -> Iterator[Callable[..., FakeStack]]:
     """Build stacks with chosen settings; everything started is stopped at teardown."""
     started: list[ServerThread] = []
 
-    def build(dead: tuple[str, ...] = (), **overrides: Any) -> FakeStack:
+    def build(
+        dead: tuple[str, ...] = (), router: KeywordRouter | None = None, router_config: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> FakeStack:
         engines = {name: FakeEngine(f"upstream-{name}") for name in EXPERTS}
         servers = {name: ServerThread(engine, lifespan="off").start() for name, engine in engines.items()}
         started.extend(servers.values())
         urls = {name: f"{s.url}/v1" for name, s in servers.items()}
         for name in dead:
             servers[name].stop()  # nothing listens there any more
-        router = KeywordRouter()
-        registry = make_registry(urls)
-        app = create_app(make_settings(**overrides), registry, router_loader=lambda _: router)
+        chosen = router or KeywordRouter()
+        registry = make_registry(urls, **(router_config or {}))
+        app = create_app(make_settings(**overrides), registry, router_loader=lambda _: chosen)
         gateway = ServerThread(app).start()
         started.append(gateway)
-        return FakeStack(engines, servers, gateway, router, registry)
+        return FakeStack(engines, servers, gateway, chosen, registry)
 
     yield build
     for server in reversed(started):
