@@ -139,7 +139,6 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
 
     from router_model.calibration import fit_temperature
     from router_model.classifiers import LinearModel
-    from router_model.dataset import balanced_sample
     from router_model.static_embedder import TABLE_FILE
     from router_model.tokenising import WordPieces
     from router_model.training import (
@@ -147,17 +146,12 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
         _calibration_split,
         _training_record,
         library_versions,
-        load_training_prompts,
+        training_sample,
     )
 
-    files, prompts = load_training_prompts(config)
-    sample = balanced_sample(prompts, config.per_class, config.per_source, config.seed)
-    categories = tuple(config.categories or sorted({p.label for p in sample}))
-    index_of = {name: index for index, name in enumerate(categories)}
-    sample = [p for p in sample if p.label in index_of]
+    files, sample, categories, labels = training_sample(config)
     log(f"training the static stage on {len(sample)} prompts: {dict(sorted(Counter(p.label for p in sample).items()))}")
     pieces = WordPieces(STATIC_MAX_TOKENS).pieces_batch([p.text for p in sample])
-    labels = np.array([index_of[p.label] for p in sample], dtype=np.int64)
     table = _cached_table(config.cache_dir, log)
     params = dict(config.classifier_params)
     held_out = _calibration_split(len(sample), config.calibration_fraction, config.seed)

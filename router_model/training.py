@@ -75,20 +75,27 @@ def load_training_prompts(config: TrainConfig) -> tuple[list[SourceFile], list[L
     return files, prompts
 
 
+def training_sample(
+    config: TrainConfig,
+) -> tuple[list[SourceFile], list[LabelledPrompt], tuple[str, ...], np.ndarray]:
+    """The files read, the balanced sample (known categories only), the label order and each prompt's label."""
+    files, prompts = load_training_prompts(config)
+    sample = balanced_sample(prompts, config.per_class, config.per_source, config.seed)
+    categories = tuple(config.categories or sorted({p.label for p in sample}))
+    index_of = {name: index for index, name in enumerate(categories)}
+    sample = [p for p in sample if p.label in index_of]
+    return files, sample, categories, np.array([index_of[p.label] for p in sample], dtype=np.int64)
+
+
 def train_router(
     config: TrainConfig, embedder: Embedder, log: Callable[[str], None] = print
 ) -> TrainedRouter:
     """Sample, embed, fit on part, calibrate the temperature on the rest, then refit on everything."""
     if config.classifier not in FITTERS:
         raise ValueError(f"unknown classifier {config.classifier!r}; known: {', '.join(sorted(FITTERS))}")
-    files, prompts = load_training_prompts(config)
-    sample = balanced_sample(prompts, config.per_class, config.per_source, config.seed)
-    categories = tuple(config.categories or sorted({p.label for p in sample}))
-    index_of = {name: index for index, name in enumerate(categories)}
-    sample = [p for p in sample if p.label in index_of]
+    files, sample, categories, labels = training_sample(config)
     log(f"training on {len(sample)} prompts: {dict(sorted(Counter(p.label for p in sample).items()))}")
     features = embed_with_cache(embedder, [p.text for p in sample], config.cache_dir, config.progress)
-    labels = np.array([index_of[p.label] for p in sample], dtype=np.int64)
 
     fit = FITTERS[config.classifier]
     held_out = _calibration_split(len(sample), config.calibration_fraction, config.seed)
