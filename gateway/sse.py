@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,15 @@ class EventSplitter:
         return self._buffer
 
 
+# An event needs its JSON read only if it may carry usage, an error or a finish reason. In valid JSON a quote
+# inside a string is escaped, so `usage"` etc. can only be the end of a key: these patterns cannot hide in text.
+_NEEDS_PARSE = re.compile(rb'usage"(?!:null[,}])|error"|finish_reason"(?!:null[,}])')
+_HAS_CONTENT = re.compile(rb'"(?:content|reasoning_content|text)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
+
+
 def _data_of(event: bytes) -> bytes | None:
+    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
+        return event[6:-2]  # the usual one-line event
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 
@@ -68,6 +77,13 @@ class ModelRewriter:
         old, new = json.dumps(upstream_model).encode(), json.dumps(expert).encode()
         self.expert = expert
         self._patterns = ((b'"model":' + old, b'"model":' + new), (b'"model": ' + old, b'"model": ' + new))
+
+    def rewrite_plain(self, raw: bytes) -> bytes | None:
+        """`raw` with `model` replaced without parsing it; None when the bytes are unusual (parse them)."""
+        for old, new in self._patterns:
+            if old in raw:
+                return raw.replace(old, new, 1)
+        return raw if b'model"' not in raw else None
 
     def rewrite(self, raw: bytes, obj: dict[str, Any], sse: bool) -> bytes:
         """`raw` (the encoding of `obj`) with `model` replaced; re-serialised only if the bytes are unusual."""
@@ -113,6 +129,12 @@ class StreamTap:
         if data == b"[DONE]":
             self.done = True
             return DONE_EVENT, False
+        if data[:1] == b"{" and data[-1:] == b"}" and _NEEDS_PARSE.search(data) is None:
+            out = self._rewriter.rewrite_plain(event)
+            if out is not None:  # a plain content chunk: forwarded without reading its JSON
+                has_content = _HAS_CONTENT.search(data) is not None
+                self.content_events += has_content
+                return out, has_content
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -68,3 +68,45 @@ def test_rewriter_falls_back_to_serialising_unusual_spacing() -> None:
     raw = b'{"model" : "m", "x": 1}'
     out = ModelRewriter("m", "e").rewrite(raw, json.loads(raw), sse=False)
     assert json.loads(out) == {"model": "e", "x": 1}
+
+
+def _chunk(choice: str, model: str = "m") -> bytes:
+    return b'data: {"id":"c1","model":"' + model.encode() + b'","choices":[' + choice.encode() + b"]}\n\n"
+
+
+@pytest.mark.parametrize(("choice", "content"), [
+    ('{"index":0,"delta":{"content":"x"},"logprobs":null,"finish_reason":null}', True),
+    ('{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}', False),
+    ('{"index":0,"delta":{"reasoning_content":"hmm"},"finish_reason":null}', True),
+    ('{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t"}]},"finish_reason":null}', True),
+    ('{"index":0,"text":"y","logprobs":{"tokens":["y"],"text_offset":[0]},"finish_reason":null}', True),
+    ('{"index":0,"text":"","finish_reason":null}', False),
+    ('{"index":0,"delta":{"content":null},"logprobs":{"content":[{"token":"a"}]},"finish_reason":null}', False),
+])
+def test_plain_chunks_are_relayed_without_reading_their_json(
+    monkeypatch: pytest.MonkeyPatch, choice: str, content: bool
+) -> None:
+    monkeypatch.setattr("gateway.sse.json.loads", _never)  # a plain content chunk must not be parsed
+    tap = StreamTap("e", "m", keep_usage=False)
+    out, has_content = tap.process(_chunk(choice))
+    assert out == _chunk(choice, "e") and has_content is content and tap.content_events == int(content)
+    assert not tap.finished and tap.usage is None and tap.error is None
+
+
+@pytest.mark.parametrize("event", [
+    _chunk('{"index":0,"delta":{},"finish_reason":"length"}'),
+    b'data: {"id":"c1","model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n',
+    b'data: {"error":{"message":"boom"}}\n\n',
+    _chunk('{"index":0,"delta":{"content":"x"},"finish_reason":null}', "other-model"),
+    b'data: {"model": "m", "choices": [{"delta": {"content": "x"}, "finish_reason": null}]}\n\n',
+])
+def test_events_that_matter_are_still_read(monkeypatch: pytest.MonkeyPatch, event: bytes) -> None:
+    seen: list[bytes] = []
+    loads = json.loads
+    monkeypatch.setattr("gateway.sse.json.loads", lambda data: seen.append(data) or loads(data))
+    StreamTap("e", "m", keep_usage=False).process(event)
+    assert seen, "a finish, usage, error or unusual event must be parsed"
+
+
+def _never(data: bytes) -> object:
+    raise AssertionError(f"parsed {data!r}")
