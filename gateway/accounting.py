@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.metrics import NO_EXPERT, GatewayMetrics
+from prometheus_client import Histogram
 
-request_log = logging.getLogger("coe.requests")
+from gateway.metrics import NO_EXPERT, GatewayMetrics
+from gateway.request_log import REQUEST_LOG, LogLine
+
+request_log = logging.getLogger(REQUEST_LOG)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class RequestRecord:
     on_close: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     _inflight_expert: str | None = None
     _closed: bool = False
+    _itl: Histogram | None = None  # the inter-token histogram's child for this expert, looked up once per request
 
     def enter_expert(self, expert: str) -> None:
         """Count the request in flight for this expert (moves with a failover)."""
@@ -59,7 +62,9 @@ class RequestRecord:
             self.metrics.ttft.labels(self.expert).observe(now - self.started)
             self.metrics.recent_ttft.observe(self.expert, now - self.started)
         elif self.last_token_at is not None:
-            self.metrics.itl.labels(self.expert).observe(now - self.last_token_at)
+            if self._itl is None:
+                self._itl = self.metrics.itl.labels(self.expert)
+            self._itl.observe(now - self.last_token_at)
         self.last_token_at = now
         self.content_events += 1
 
@@ -99,7 +104,8 @@ class RequestRecord:
                 m.tokens_per_second.labels(self.expert).observe(rate)
             if self.disconnected:
                 m.client_disconnects.labels(self.expert).inc()
-        request_log.info(json.dumps(self.log_fields(now), separators=(",", ":")))
+        if request_log.isEnabledFor(logging.INFO):
+            request_log.info("%s", LogLine(self.log_fields(now)))  # serialised by the log's writer thread
         for hook in self.on_close:
             try:
                 hook(self)

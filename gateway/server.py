@@ -13,6 +13,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from gateway import request_log
 from gateway.app import create_app
 from gateway.registry import RegistryError
 from gateway.settings import Settings
@@ -39,14 +40,7 @@ def configure_logging(settings: Settings) -> None:
     """Plain lines for the gateway's own log; one bare JSON object per line for the request log."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # else every upstream call and health probe is logged
-    request_log = logging.getLogger("coe.requests")
-    request_log.propagate = False
-    request_log.setLevel(logging.INFO if settings.request_log else logging.WARNING)
-    if not any(getattr(h, "coe_request_log", False) for h in request_log.handlers):  # once, however often called
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.coe_request_log = True  # type: ignore[attr-defined]
-        request_log.addHandler(handler)
+    request_log.install(logging.INFO if settings.request_log else logging.WARNING)
 
 
 def app_from_environment() -> FastAPI:
