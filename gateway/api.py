@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -120,7 +121,9 @@ def build_api() -> APIRouter:
 
     @api.get("/metrics")
     async def metrics(state: StateDep) -> Response:
-        return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        # Rendering every series (merging worker files when there are several) is CPU work: off the event loop.
+        text = await anyio.to_thread.run_sync(state.metrics.exposition)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return api
 

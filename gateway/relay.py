@@ -82,6 +82,7 @@ class RelayResponse(Response):
         self._answered = False
         self._stalled = False
         self._last_read = 0.0
+        self._tail = b""  # the events that end the stream, sent with the last body message (one write, not two)
         self._scope = anyio.CancelScope()
         self.status_code = 200
         self.background = None  # Response.__init__ is skipped: it would add content-length: 0
@@ -161,7 +162,8 @@ class RelayResponse(Response):
             message = "The gateway is shutting down." if shutting_down else "The answer took longer than allowed."
             await self._fail(send, message, "shutdown" if shutting_down else "total_timeout", "cut")
         self._answered = True  # from here on, a disconnect is the client closing after reading everything
-        await send({"type": "http.response.body", "body": DONE_EVENT if not self.tap.done else b"", "more_body": False})
+        ending = self._tail + (DONE_EVENT if not self.tap.done else b"")
+        await send({"type": "http.response.body", "body": ending, "more_body": False})
         if self.tap.done and self.status_for_record == 200:
             await self._read_to_end()
 
@@ -187,7 +189,7 @@ class RelayResponse(Response):
                 if out:
                     outgoing.append(out)
                 if self.tap.done:
-                    await self._flush(send, outgoing)
+                    self._tail = b"".join(outgoing)
                     return
             await self._flush(send, outgoing)
             chunk = await anext(self.opened.chunks, None)
