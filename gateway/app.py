@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -65,7 +66,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return APIError(exc.status_code, message or str(exc.detail)).response(dict(exc.headers or {}))
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-        return APIError(400, "Invalid request.").response()
+        assert isinstance(exc, RequestValidationError)
+        first: dict[str, Any] = next(iter(exc.errors()), {})
+        param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+        detail = first.get("msg", "not what this endpoint accepts")
+        return APIError(400, f"Invalid value for '{param or 'request'}': {detail}.", param=param).response()
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)

@@ -57,10 +57,23 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise bad_request(f"The request body is not valid JSON ({exc}); expected a JSON object.",
+                          code="invalid_json") from exc
     if not isinstance(payload, dict):
-        raise bad_request("The request body must be a JSON object.")
+        raise bad_request(f"The request body is a JSON {_json_kind(payload)}; expected a JSON object "
+                          "such as {\"model\": \"auto\", \"messages\": [...]}.")
     return payload
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "null" if value is None else "number"
 
 
 def _flag(payload: dict[str, Any], key: str, param: str) -> bool:

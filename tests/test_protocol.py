@@ -38,6 +38,7 @@ def test_what_the_gateway_needs_is_checked_with_a_clear_message(payload: dict[st
     with pytest.raises(APIError) as caught:
         parse_chat(body(payload))
     assert (caught.value.status, caught.value.param) == (400, param)
+    assert "expected" in caught.value.message  # names what is allowed, not only what is wrong
     assert "expected" in caught.value.message
 
 
@@ -81,3 +82,4 @@ def test_not_a_json_object(raw: bytes, code: str | None) -> None:
     with pytest.raises(APIError) as caught:
         parse_chat(raw)
     assert (caught.value.status, caught.value.code) == (400, code)
+    assert "expected a JSON object" in caught.value.message  # every 400 of ours says what is allowed

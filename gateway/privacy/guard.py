@@ -32,7 +32,8 @@ class PersonalDataBlocked(APIError):
 
     def __init__(self, findings: dict[str, int], param: str) -> None:
         kinds = ", ".join(sorted(findings))
-        super().__init__(400, f"The request contains personal data your role may not send: {kinds}.",
+        super().__init__(400, f"The request contains personal data your role may not send: {kinds}. Allowed: "
+                         "the same request with them removed or masked, or a role whose policy is 'allow' or 'redact'.",
                          param=param, code="personal_data_blocked")
         self.findings = findings
 
