@@ -12,10 +12,12 @@ from bench.config import BenchConfig
 from bench.context import BenchContext, say
 from bench.machine import describe, load_average
 from bench.modes import MODES, mode_runner
+from bench.plot import draw
 from bench.report import Section, render_report
 from bench.stack import ROOT
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
+PICTURE = "benchmarks.png"  # written beside the report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             section, failures = failed_section(name, exc), failures + 1
         section.notes.append(f"Mode wall time: {time.monotonic() - mode_started:.0f} s.")
         sections.append(section)
+    picture = draw(ctx.curves, args.out.parent / PICTURE)
+    if picture is not None:
+        sections.insert(0, Section("Added latency against concurrency", (
+            f"![Added TTFT and end-to-end ratio against concurrency]({PICTURE})\n\n"
+            "Medians over rounds from the overhead mode (direct, pinned, routed) and the peer mode (LiteLLM's "
+            "proxy; direct and pinned too when the overhead mode did not run). Each mode measures its paths side by "
+            "side against its own direct path.")))
     machine = describe(ctx.root, ctx.versions)
     machine += [("load average at start (1/5/15 min)", load_at_start), ("load average at end", load_average())]
     preamble = (

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.config import BenchConfig
+from bench.plot import Curves
 from bench.stack import ROOT, router_artifact
 
 
@@ -23,6 +24,7 @@ class BenchContext:
     work_dir: Path
     root: Path = ROOT
     versions: dict[str, str] = field(default_factory=dict)
+    curves: Curves = field(default_factory=Curves)  # for the report's picture, filled by the modes
     _artifact: tuple[Path, str] | None = None
 
     @property

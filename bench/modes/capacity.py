@@ -9,9 +9,13 @@ from contextlib import ExitStack, contextmanager
 
 from bench.context import BenchContext
 from bench.loadgen import LoadSpec, run_load
-from bench.report import Section, Table
+from bench.modes.hot_path import profile_under_load
+from bench.report import Section, Table, TargetCheck
 from bench.stack import EXPERT, UPSTREAM_MODEL, base_url, fake_engine, gateway, write_registry
 from bench.stats import Spread
+
+REQUESTS_PER_CPU_S = 320  # twice the relay's ceiling before the hot path was reworked
+CHUNKS_PER_CPU_S = 20_000
 
 
 @contextmanager
@@ -38,6 +42,7 @@ def run(ctx: BenchContext) -> Section:
     gateway_cores, other_cores = core_split()
     rows: dict[str, list[float]] = {k: [] for k in ("rps", "cps", "cpu", "util", "rps_core", "cps_core")}
     errors = total = 0
+    profile: tuple[Table | None, str] | None = None
     with ExitStack() as stack:
         engine = stack.enter_context(fake_engine(ctx.log_dir, cfg.capacity_tokens, 0.0, cores=other_cores))
         registry = write_registry(ctx.work_dir / "capacity-experts.yaml", base_url(engine), UPSTREAM_MODEL, artifact)
@@ -61,6 +66,9 @@ def run(ctx: BenchContext) -> Section:
                 rows["cps_core"].append(chunks / cpu if cpu else float("nan"))
                 ctx.say(f"  capacity round {index + 1}: {len(ok)} requests, {rows['rps'][-1]:.0f} req/s, "
                         f"gateway core busy {100 * rows['util'][-1]:.0f}%")
+            checks = ceiling_checks(Spread.of(rows["rps_core"]), Spread.of(rows["cps_core"]))
+            if any(check.met is False for check in checks):
+                profile = profile_under_load(ctx, gw, spec)
     table = Table(["figure", "median [min – max] over rounds"], [
         ["requests/s achieved", Spread.of(rows["rps"]).format(0)],
         ["content chunks/s achieved", Spread.of(rows["cps"]).format(0)],
@@ -78,4 +86,20 @@ def run(ctx: BenchContext) -> Section:
         "the gateway relays per second of its own CPU time; when its core is not fully busy, the engine or the "
         "client on the other core was the bottleneck, and the ceiling is the figure to read."
     )
-    return Section("Capacity: the gateway's relay ceiling per core", intro, [table])
+    section = Section("Capacity: the gateway's relay ceiling per core", intro, [table], checks=checks)
+    if profile is not None:
+        section.notes.append(profile[1])
+        if profile[0] is not None:
+            section.tables.append(profile[0])
+    return section
+
+
+def ceiling_checks(requests: Spread, chunks: Spread) -> list[TargetCheck]:
+    """The per-core ceiling against its targets."""
+    return [
+        TargetCheck("relay ceiling: requests per gateway CPU-second", f"≥ {REQUESTS_PER_CPU_S}",
+                    requests.format(0), None if requests.median != requests.median
+                    else requests.median >= REQUESTS_PER_CPU_S),
+        TargetCheck("relay ceiling: chunks per gateway CPU-second", f"≥ {CHUNKS_PER_CPU_S:,}",
+                    chunks.format(0), None if chunks.median != chunks.median else chunks.median >= CHUNKS_PER_CPU_S),
+    ]

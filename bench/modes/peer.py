@@ -69,6 +69,9 @@ def run(ctx: BenchContext) -> Section:
         ctx.say(f"peer: {len(targets)} targets x {levels} streams x {cfg.rounds} rounds")
         comparison = Comparison(asyncio.run(run_rounds(targets, levels, cfg.rounds, spec_for, ctx.say)))
         section = summarise(comparison, levels)
+        for label, name in (("direct", "direct"), ("pinned", "coe gateway (pinned)"),
+                            ("LiteLLM proxy", "litellm proxy")):
+            ctx.curves.add(label, comparison, name, levels)
         section.intro = (
             f"The same fake engine ({cfg.tokens} tokens, {cfg.gap_s * 1000:.0f} ms apart) behind `coe serve` and "
             f"behind LiteLLM's proxy (`{LITELLM_REQUIREMENT}` in its own virtualenv `.venv-litellm`, made by the "
