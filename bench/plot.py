@@ -42,10 +42,11 @@ def draw(curves: Curves, out: Path) -> Path | None:
         levels = sorted(s for s, (a, r) in by_streams.items() if not (math.isnan(a) or math.isnan(r)))
         if not levels:
             continue
-        ttft_axis.plot(levels, [max(by_streams[s][0], 0.01) for s in levels], marker="o", label=label)
+        ttft_axis.plot(levels, [by_streams[s][0] for s in levels], marker="o", label=label)
         e2e_axis.plot(levels, [by_streams[s][1] for s in levels], marker="o", label=label)
-    ttft_axis.set(xscale="log", yscale="log", xlabel="concurrent streams", ylabel="added TTFT p50, ms (log)",
+    ttft_axis.set(xscale="log", xlabel="concurrent streams", ylabel="added TTFT p50, ms (linear below 1, then log)",
                   title="Added time to first token over direct")
+    ttft_axis.set_yscale("symlog", linthresh=1.0)  # direct is 0 by definition; a round may even be negative
     e2e_axis.set(xscale="log", xlabel="concurrent streams", ylabel="end-to-end time / direct",
                  title="End-to-end ratio (1 = no overhead)")
     every_level = sorted({s for by_streams in curves.points.values() for s in by_streams})
