@@ -46,7 +46,9 @@ def draw(curves: Curves, out: Path) -> Path | None:
         e2e_axis.plot(levels, [by_streams[s][1] for s in levels], marker="o", label=label)
     ttft_axis.set(xscale="log", xlabel="concurrent streams", ylabel="added TTFT p50, ms (linear below 1, then log)",
                   title="Added time to first token over direct")
-    ttft_axis.set_yscale("symlog", linthresh=1.0)  # direct is 0 by definition; a round may even be negative
+    ttft_axis.set_yscale("symlog", linthresh=1.0)  # direct is 0 by definition; a median may even be negative
+    lowest = min((a for by_streams in curves.points.values() for a, _ in by_streams.values() if a == a), default=0.0)
+    ttft_axis.set_ylim(bottom=min(-0.5, 1.5 * lowest))
     e2e_axis.set(xscale="log", xlabel="concurrent streams", ylabel="end-to-end time / direct",
                  title="End-to-end ratio (1 = no overhead)")
     every_level = sorted({s for by_streams in curves.points.values() for s in by_streams})
