@@ -8,7 +8,9 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,7 +49,29 @@ def app_from_environment() -> FastAPI:
     """The app factory uvicorn's worker processes call (settings from `COE_*`)."""
     settings = Settings()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    drain_before_exit(app.state.coe)
+    return app
+
+
+def drain_before_exit(state: GatewayState) -> None:
+    """In a worker, start the drain whenever uvicorn's own exit handler gets SIGTERM or SIGINT.
+
+    A worker's server is uvicorn's, not `DrainingServer`; it loads the app after installing its signal
+    handlers, so they are wrapped here: the same drain as one process, then uvicorn's own shutdown.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        uvicorn_handler = signal.getsignal(sig)
+        if not callable(uvicorn_handler):
+            continue
+
+        def handler(signum: int, frame: FrameType | None, then: Callable[..., Any] = uvicorn_handler) -> None:
+            state.request_drain(state.settings.shutdown_grace_s)
+            then(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def run_workers(settings: Settings) -> int:
