@@ -12,7 +12,7 @@ from bench.report import Table
 
 # Threads parked in these are waiting, not working (py-spy's idle filter does not always catch them).
 WAITING = ("Condition.wait (threading.py)", "Event.wait (threading.py)", "Queue.get (queue.py)",
-           "_worker (thread.py)", "select (selectors.py)")
+           "_worker (thread.py)", "select (selectors.py)", "QueueListener.dequeue (logging/handlers.py)")
 
 
 def py_spy() -> str | None:
