@@ -129,7 +129,7 @@ class StreamTap:
         if data == b"[DONE]":
             self.done = True
             return DONE_EVENT, False
-        if data[:1] == b"{" and data[-1:] == b"}" and _NEEDS_PARSE.search(data) is None:
+        if self.text is None and data[:1] == b"{" and data[-1:] == b"}" and _NEEDS_PARSE.search(data) is None:
             out = self._rewriter.rewrite_plain(event)
             if out is not None:  # a plain content chunk: forwarded without reading its JSON
                 has_content = _HAS_CONTENT.search(data) is not None

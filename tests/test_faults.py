@@ -93,7 +93,9 @@ def test_silent_engine_times_out_then_fails_over(stack_factory: Callable[..., Fa
 def test_mid_stream_failures_end_with_one_error_event(
     stack_factory: Callable[..., FakeStack], fault: str, code: str
 ) -> None:
-    stack = stack_factory(stream_idle_timeout_s=0.5)
+    # Only the stall waits out the idle timeout; the others keep a long one so a loaded machine cannot turn them
+    # into stalls.
+    stack = stack_factory(stream_idle_timeout_s=0.5 if fault == "stall_mid" else 10.0)
     stack.engines["code"].behaviour.fault = fault
     response = ask(stack, "auto", stream=True)
     assert response.status_code == 200  # the headers had gone out

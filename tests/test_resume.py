@@ -25,7 +25,8 @@ def chat_text(events: list[Any]) -> str:
 
 def broken_stack(replica_stacks: ReplicaStacks, fault: str, resume: Any = True, **overrides: Any) -> Any:
     """`code` on two replicas; the first one (picked first) breaks after 3 tokens."""
-    stack = replica_stacks(replicas=2, registry={"resume": resume}, stream_idle_timeout_s=0.5, **overrides)
+    idle = 0.5 if fault == "stall_mid" else 10.0  # only a stall should wait out the idle timeout
+    stack = replica_stacks(replicas=2, registry={"resume": resume}, stream_idle_timeout_s=idle, **overrides)
     stack.engines["code0"].behaviour.fault, stack.engines["code0"].behaviour.fault_after = fault, 3
     return stack
 
