@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 8080
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=30
 
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export HF_HUB_OFFLINE := 1
@@ -49,7 +49,7 @@ test: $(VENV)/.installed system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The shipped router, rebuilt from the permissively licensed router data in ../shared plus the prompts in
-# router_model/data (docs/router.md): MiniLM int8 + kNN/LR as the second stage, a static word-piece model
+# router_model/data (docs/router.md): MiniLM as int8 ONNX + kNN/LR as the second stage, a static word-piece model
 # fine-tuned on the same sample as the first; the first decides when it is sure. Embeddings and the distilled
 # table are cached in .cache/router between runs.
 ROUTER_DATA := ../shared/datasets/router
@@ -60,11 +60,11 @@ ROUTER_SAMPLE := --permissive-only --seed 0 --cache .cache/router --per-class 20
 ROUTER_THRESHOLD ?= 0.9
 router-artifact: $(VENV)/.installed
 	rm -rf router_model/artifacts/default .cache/router-fast
-	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --int8 \
+	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --embedder minilm-onnx \
 		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
 	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out .cache/router-fast --embedder static \
-		--param epochs=2
+		--param epochs=2 --eval-data $(ROUTER_DATA)/dev_eval.jsonl
 	$(BIN)/coe router cascade --artifact router_model/artifacts/default --fast .cache/router-fast \
 		--threshold $(ROUTER_THRESHOLD) --eval-data $(ROUTER_DATA)/dev_eval.jsonl
 

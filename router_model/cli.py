@@ -33,9 +33,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     _add_fields(train)
     train.add_argument(
         "--embedder",
-        choices=("minilm", "hashing", "static"),
+        choices=("minilm", "minilm-onnx", "hashing", "static"),
         default="minilm",
-        help="static: a word-piece table distilled from MiniLM and fine-tuned with a linear head (needs torch)",
+        help="static: a word-piece table distilled from MiniLM and fine-tuned with a linear head (needs torch); "
+        "minilm-onnx: MiniLM exported to int8 ONNX into the artifact (serving needs no torch)",
     )
     train.add_argument(
         "--int8", action="store_true", help="MiniLM with int8 dynamic-quantised linear layers (faster on CPU)"
@@ -153,6 +154,14 @@ def _train(args: argparse.Namespace) -> int:
         from router_model.static_training import train_static_router
 
         write_router(train_static_router(config, log), args.out)
+    elif args.embedder == "minilm-onnx":
+        from router_model.onnx_embedder import ONNX_FILE
+        from router_model.onnx_export import export_minilm_int8
+
+        log(f"exporting MiniLM to int8 ONNX in {args.out}")
+        export_minilm_int8(args.out / ONNX_FILE)
+        embedder = make_embedder({"kind": "minilm-onnx", "file": ONNX_FILE}, base_dir=args.out)
+        write_router(train_router(config, embedder, log), args.out)
     else:
         embedder = make_embedder({"kind": args.embedder, "dimension": 1024, "int8": args.int8})
         write_router(train_router(config, embedder, log), args.out)

