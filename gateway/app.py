@@ -26,6 +26,7 @@ from gateway.dispatch import Dispatcher
 from gateway.errors import APIError
 from gateway.health import HealthBoard
 from gateway.limits import ExpertLimiter, RetryBudget
+from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
@@ -105,6 +106,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.loop = asyncio.get_running_loop()
+        state.loop_lag = LoopLag(settings.router_busy_lag_ms)
         # One BLAS/OpenMP thread per routing call (calls run in parallel worker threads instead); BLAS limits
         # are process-wide, so they are set for the app's life and restored when it stops.
         blas_limits = threadpool_limits(limits=1)
@@ -125,11 +127,12 @@ def create_app(
                 dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
                 state.client = client
                 state.service = CompletionService(
-                    settings, ExpertSelector(registry, state.router), dispatcher, metrics, state.streams, access,
-                    state.sessions, Resumer(registry, dispatcher, health, metrics),
+                    settings, ExpertSelector(registry, state.router, loop_lag=state.loop_lag), dispatcher, metrics,
+                    state.streams, access, state.sessions, Resumer(registry, dispatcher, health, metrics),
                 )
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
+                    tg.start_soon(state.loop_lag.run)
                     try:
                         yield
                     finally:

@@ -193,8 +193,9 @@ class Reloader:
         state.registry, state.router, state.keys = read.registry, read.router, read.keys
         state.access.authenticator.use_keys(read.keys)
         state.service = CompletionService(
-            settings, ExpertSelector(read.registry, read.router), dispatcher, state.metrics, state.streams,
-            state.access, state.sessions, Resumer(read.registry, dispatcher, state.health, state.metrics),
+            settings, ExpertSelector(read.registry, read.router, loop_lag=state.loop_lag), dispatcher, state.metrics,
+            state.streams, state.access, state.sessions,
+            Resumer(read.registry, dispatcher, state.health, state.metrics),
         )
         router_changed = read.sources.artifact_sha256 != self.sources.artifact_sha256
         self.sources = read.sources

@@ -12,6 +12,7 @@ import anyio
 import anyio.to_thread
 
 from gateway.errors import APIError, model_not_found
+from gateway.loop_lag import LoopLag
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, ParsedRequest
 from gateway.registry import ROUTED_MODEL, ExpertConfig, Registry
 
@@ -86,9 +87,11 @@ def forbidden_expert(name: str) -> APIError:
 class ExpertSelector:
     """Maps a request's `model` to a ExpertChoice using the registry and the router."""
 
-    def __init__(self, registry: Registry, router: Router | None, max_parallel: int | None = None) -> None:
+    def __init__(self, registry: Registry, router: Router | None, max_parallel: int | None = None,
+                 loop_lag: LoopLag | None = None) -> None:
         self.registry = registry
         self.router = router
+        self._loop_lag = loop_lag
         # More routing threads than cores only makes them contend: queue the rest instead.
         self._limiter = anyio.CapacityLimiter(max_parallel or os.cpu_count() or 1)
         self._fallback = registry.expert(registry.fallback)
@@ -131,8 +134,9 @@ class ExpertSelector:
 
     async def _classify(self, text: str) -> RoutingDecision:
         """The router's decision. A cascade's fast stage runs inline for short texts (well under a millisecond,
-        less than a thread hop); its second stage runs in a worker thread, and only while one is free: when every
-        routing thread is busy the fast stage's answer stands, so routing never queues behind itself."""
+        less than a thread hop); its second stage runs in a worker thread, and only while one is free and the
+        event loop keeps time: otherwise the fast stage's answer stands, so routing never queues behind itself
+        nor takes the CPU that the streams in flight need."""
         assert self.router is not None
         first = getattr(self.router, "route_first", None)
         if first is None:
@@ -142,6 +146,8 @@ class ExpertSelector:
         else:
             decision, sure = await anyio.to_thread.run_sync(first, text, limiter=self._limiter)
         if sure or self._limiter.borrowed_tokens >= self._limiter.total_tokens:
+            return decision
+        if self._loop_lag is not None and self._loop_lag.busy:
             return decision
         second: RoutingDecision = await anyio.to_thread.run_sync(
             self.router.route_second, text, limiter=self._limiter  # type: ignore[attr-defined]

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=3, gt=0, description="consecutive failures that open an expert's breaker")
     breaker_cooldown_s: float = Field(default=10.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    router_busy_lag_ms: float = Field(
+        default=3.0, ge=0, description="event-loop lag at which a cascade's second stage is skipped (0: never)")
 
     api_keys_file: Path | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # roles, tokens, limits, audit, guard

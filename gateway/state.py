@@ -12,6 +12,7 @@ import httpx
 from gateway.access import Access
 from gateway.auth import KeyRing
 from gateway.health import HealthBoard
+from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry
 from gateway.relay import ActiveStreams
@@ -42,6 +43,7 @@ class GatewayState:
     reloader: Reloader | None = None
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    loop_lag: LoopLag | None = None
     started_at: float = field(default_factory=time.time)
 
     def begin_drain(self, grace_s: float) -> None:

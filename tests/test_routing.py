@@ -9,6 +9,7 @@ import pytest
 
 from coe_testing.routers import KeywordRouter
 from gateway.errors import APIError
+from gateway.loop_lag import LoopLag
 from gateway.protocol import ParsedRequest, parse_chat, parse_completion
 from gateway.routing import ExpertSelector, routing_text
 from tests.fixtures_gateway import make_registry
@@ -119,3 +120,38 @@ def test_cascade_second_stage_only_when_unsure_and_a_thread_is_free() -> None:
             return await category("no idea")
 
     assert anyio.run(while_busy) == "math" and router.second_calls == 2
+
+
+def test_cascade_second_stage_gives_way_while_the_event_loop_runs_late() -> None:
+    router, lag = TwoStages(), LoopLag(busy_ms=3.0)
+    selector = ExpertSelector(make_registry(URLS), router, loop_lag=lag)  # type: ignore[arg-type]
+
+    async def category() -> str | None:
+        request = chat({"model": "auto", "messages": [{"role": "user", "content": "no idea"}]})
+        return (await selector.decide(request)).category
+
+    lag.lag_ms = 10.0  # the relay is short of CPU: the fast stage's answer stands
+    assert anyio.run(category) == "math" and router.second_calls == 0
+    lag.lag_ms = 0.5
+    assert anyio.run(category) == "code" and router.second_calls == 1
+    lag.busy_ms, lag.lag_ms = 0.0, 50.0  # 0 turns the signal off
+    assert anyio.run(category) == "code" and router.second_calls == 2
+
+
+def test_loop_lag_rises_when_callbacks_hog_the_loop_and_falls_when_idle() -> None:
+    import time
+
+    lag = LoopLag(busy_ms=3.0, interval_s=0.01, smoothing=0.5)
+
+    async def measure(hog_s: float) -> float:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lag.run)
+            deadline = time.perf_counter() + 0.4
+            while time.perf_counter() < deadline:
+                time.sleep(hog_s)  # noqa: ASYNC251 (a callback that holds the loop, as a saturated relay does)
+                await anyio.sleep(0.001 if hog_s else 0.05)
+            tg.cancel_scope.cancel()
+        return lag.lag_ms
+
+    assert anyio.run(measure, 0.02) > 3.0 and lag.busy
+    assert anyio.run(measure, 0.0) < 3.0 and not lag.busy
