@@ -6,7 +6,7 @@ import json
 import os
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,10 @@ from coe_testing.servers import ServerThread
 from gateway.app import create_app
 from gateway.registry import Registry
 from gateway.settings import Settings
+from tests.fixtures_engines import LocalEngines
 
 pytestmark = pytest.mark.vllm
 
-MODEL = "smollm2-135m-instruct"
 QUESTION = [{"role": "user", "content": "Write three sentences about the sea."}]
 MAX_TOKENS = 96
 CUT_AFTER = 8  # content chunks the client has read when the serving engine dies
@@ -29,28 +29,34 @@ CUT_AFTER = 8  # content chunks the client has read when the serving engine dies
 
 @dataclass
 class Replicas:
-    """Two engines serving the same model as `smol`, and their process group ids."""
+    """Two engines serving the same model under one name; the first is the one the test kills."""
 
     urls: list[str]
-    pgids: list[int]
+    model: str
+    doomed_pgid: int
 
 
 @pytest.fixture(scope="module")
-def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
-    from coe_local.engines import EnginePlan
+def two_replicas(local_engines: LocalEngines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    """The session's local engine as the survivor and one more engine, launched as it was, as the victim.
+
+    Starting one engine rather than two keeps the suite's time down; the same plan (args, adapters) keeps
+    the two replicas' greedy answers identical.
+    """
+    from coe_local.engines import plan_engines, required_ids
     from coe_local.models import default_cache_dir
     from coe_local.prepare import prepare_models, say_to_stderr
     from coe_local.stack import free_port
     from coe_local.supervisor import running_engines, vllm_engines
 
-    args = ["--max-model-len", "2048", "--dtype", "bfloat16"]
-    plans = [EnginePlan(port=free_port(), model=MODEL, served_name="smol", args=args) for _ in range(2)]
-    prepared = prepare_models(default_cache_dir(), [MODEL], [], say_to_stderr)
-    engines = vllm_engines(plans, prepared, tmp_path_factory.mktemp("replica-logs"))
+    (survivor,) = plan_engines(local_engines.registry)
+    victim = replace(survivor, port=free_port())
+    prepared = prepare_models(default_cache_dir(), *required_ids([victim]), say_to_stderr)
+    engines = vllm_engines([victim], prepared, tmp_path_factory.mktemp("replica-logs"))
     with running_engines(engines, say_to_stderr, timeout_s=900) as supervisor:
-        pgids = [engine.process.pid for engine in supervisor.engines]
-        assert all(pgid is not None for pgid in pgids)
-        yield Replicas([plan.base_url for plan in plans], [int(p) for p in pgids if p is not None])
+        pgid = supervisor.engines[0].process.pid
+        assert pgid is not None
+        yield Replicas([victim.base_url, survivor.base_url], survivor.served_name, int(pgid))
 
 
 def greedy(**extra: Any) -> dict[str, Any]:
@@ -102,12 +108,13 @@ def test_killing_the_serving_replica_mid_stream_still_gives_the_whole_answer(
 ) -> None:
     # What one engine answers on its own, greedily (the two replicas are the same model).
     alone = httpx.post(f"{two_replicas.urls[1]}/chat/completions", timeout=300,
-                       json={"model": "smol", **greedy()}).json()
+                       json={"model": two_replicas.model, **greedy()}).json()
     reference = alone["choices"][0]["message"]["content"]
 
     registry = Registry.model_validate({
         "fallback": "smol", "resume": True,
-        "experts": [{"name": "smol", "urls": two_replicas.urls, "model": "smol", "categories": ["general"]}],
+        "experts": [{"name": "smol", "urls": two_replicas.urls, "model": two_replicas.model,
+                     "categories": ["general"]}],
     })
     settings = Settings(experts=tmp_path / "unused.yaml", probe_interval_s=3600.0, stream_idle_timeout_s=30.0)
     tee = TeeTransport()
@@ -123,7 +130,7 @@ def test_killing_the_serving_replica_mid_stream_still_gives_the_whole_answer(
             if chunk.choices and chunk.choices[0].delta.content:
                 pieces.append(chunk.choices[0].delta.content)
                 if len(pieces) == CUT_AFTER:
-                    os.killpg(two_replicas.pgids[0], signal.SIGKILL)
+                    os.killpg(two_replicas.doomed_pgid, signal.SIGKILL)
         state = gateway.server.config.app.state.coe  # type: ignore[attr-defined]
         resumes = sum(  # SIGKILL reads as a reset or as a stream ended early, depending on the socket's last bytes
             state.metrics.registry.get_sample_value("coe_resumes_total", {"expert": "smol", "reason": reason}) or 0
@@ -146,7 +153,7 @@ def test_killing_the_serving_replica_mid_stream_still_gives_the_whole_answer(
     assert len(partial_pieces) >= CUT_AFTER and reference.startswith(partial)  # the first attempt, as one engine
     # What one engine gives when asked to continue that partial answer, greedily.
     continued = httpx.post(f"{two_replicas.urls[1]}/chat/completions", timeout=300, json={
-        "model": "smol", "messages": [*QUESTION, {"role": "assistant", "content": partial}],
+        "model": two_replicas.model, "messages": [*QUESTION, {"role": "assistant", "content": partial}],
         "continue_final_message": True, "add_generation_prompt": False, "temperature": 0.0,
         "max_tokens": MAX_TOKENS - len(partial_pieces)}).json()
     # The join: the cut plus the continuation, no token repeated or missing.

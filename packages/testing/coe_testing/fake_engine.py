@@ -132,8 +132,10 @@ class FakeEngine:
         early = self._early_fault(b.fault)
         if early is not None:
             return early
-        if b.fault == "silent":
-            await anyio.sleep(3600)
+        if b.fault == "silent":  # says nothing until the client gives up, so the server can stop at once after
+            while not await request.is_disconnected():
+                await anyio.sleep(0.05)
+            return Response(status_code=499)
         refused = check_request(payload, chat)
         if refused is not None:
             return refused
