@@ -50,6 +50,10 @@ class GatewayMetrics:
         self.routing_duration = Histogram(
             "coe_routing_duration_seconds", "Time to embed and classify one query", buckets=_ROUTING_BUCKETS, registry=r
         )
+        self.routing_stages = Counter(
+            "coe_routing_stages", "Which router stage decided (first_busy: the second stage gave way to load)",
+            ["stage"], registry=r,
+        )
         self.router_confidence = Histogram(
             "coe_router_confidence", "Probability of the router's top category", buckets=_CONFIDENCE_BUCKETS, registry=r
         )

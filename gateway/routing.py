@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from router_model.query_router import RoutingDecision
 
 RouteReason = Literal["classified", "pinned", "low_confidence", "failover", "session"]
+# single: a one-stage router; first: a cascade's fast stage was sure; second: its transformer decided;
+# first_busy: the fast stage was unsure but its answer stood, as the second stage gave way to load.
+RouterStage = Literal["single", "first", "second", "first_busy"]
 
 # Long pasted text says what it is in its first lines; the embedder reads ~256 tokens anyway.
 MAX_ROUTED_CHARS = 2000
@@ -48,6 +51,7 @@ class ExpertChoice:
     candidates: tuple[ExpertConfig, ...] = field(default=())
     seconds: float = 0.0
     ranked: tuple[tuple[str, float], ...] = ()  # every category with its probability, best first
+    stage: RouterStage | None = None  # which router stage decided (None: not classified)
 
     @property
     def routed(self) -> bool:
@@ -132,27 +136,28 @@ class ExpertSelector:
             raise forbidden_expert(decision.expert.name)
         return replace(decision, expert=candidates[0], candidates=candidates)
 
-    async def _classify(self, text: str) -> RoutingDecision:
-        """The router's decision. A cascade's fast stage runs inline for short texts (well under a millisecond,
-        less than a thread hop); its second stage runs in a worker thread, and only while one is free and the
-        event loop keeps time: otherwise the fast stage's answer stands, so routing never queues behind itself
-        nor takes the CPU that the streams in flight need."""
+    async def _classify(self, text: str) -> tuple[RoutingDecision, RouterStage]:
+        """The router's decision and the stage that made it. A cascade's fast stage runs inline for short texts
+        (well under a millisecond, less than a thread hop); its second stage runs in a worker thread, and only
+        while one is free and the event loop keeps time: otherwise the fast stage's answer stands (`first_busy`),
+        so routing never queues behind itself nor takes the CPU that the streams in flight need."""
         assert self.router is not None
         first = getattr(self.router, "route_first", None)
         if first is None:
-            return await anyio.to_thread.run_sync(self.router.route, text, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(self.router.route, text, limiter=self._limiter), "single"
         if len(text) <= INLINE_ROUTING_CHARS:
             decision, sure = first(text)
         else:
             decision, sure = await anyio.to_thread.run_sync(first, text, limiter=self._limiter)
-        if sure or self._limiter.borrowed_tokens >= self._limiter.total_tokens:
-            return decision
-        if self._loop_lag is not None and self._loop_lag.busy:
-            return decision
+        if sure:
+            return decision, "first"
+        no_thread = self._limiter.borrowed_tokens >= self._limiter.total_tokens
+        if no_thread or (self._loop_lag is not None and self._loop_lag.busy):
+            return decision, "first_busy"
         second: RoutingDecision = await anyio.to_thread.run_sync(
             self.router.route_second, text, limiter=self._limiter  # type: ignore[attr-defined]
         )
-        return second
+        return second, "second"
 
     async def _route(self, request: ParsedRequest) -> ExpertChoice:
         """Route the request's text and map the category to an expert."""
@@ -166,7 +171,7 @@ class ExpertSelector:
                 candidates=self.candidates_for((), self._fallback),
             )
         started = time.perf_counter()
-        result = await self._classify(text)
+        result, stage = await self._classify(text)
         seconds = time.perf_counter() - started
         alternatives = tuple(result.ranked[1:4])
         if result.confidence < self.registry.router.min_confidence:
@@ -182,4 +187,5 @@ class ExpertSelector:
             candidates=self.candidates_for(result.ranked, expert),
             seconds=seconds,
             ranked=tuple(result.ranked),
+            stage=stage,
         )

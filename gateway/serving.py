@@ -191,6 +191,8 @@ class CompletionService:
         if choice.routed:
             m = self.metrics
             m.routing_decisions.labels(choice.category or "none", choice.expert.name, choice.reason).inc()
+            if choice.stage is not None:
+                m.routing_stages.labels(choice.stage).inc()
             if choice.category is not None:
                 m.routing_duration.observe(choice.seconds)
                 m.router_confidence.observe(choice.confidence or 0.0)

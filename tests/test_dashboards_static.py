@@ -37,6 +37,7 @@ GATEWAY_METRICS = {
     "coe_output_tokens_total": "counter",
     "coe_routing_decisions_total": "counter",
     "coe_routing_duration_seconds": "histogram",
+    "coe_routing_stages_total": "counter",
     "coe_router_confidence": "histogram",
     "coe_inflight_requests": "gauge",
     "coe_expert_up": "gauge",

@@ -45,6 +45,7 @@ def test_counters_are_exact_after_mixed_traffic(fake_stack: FakeStack) -> None:
     assert sample(fake_stack, "coe_routing_decisions_total", category="code", expert="code",
                   reason="classified") == 1
     assert sample(fake_stack, "coe_routing_duration_seconds_count") == 2
+    assert sample(fake_stack, "coe_routing_stages_total", stage="single") == 2  # a one-stage router decided both
     assert sample(fake_stack, "coe_router_confidence_count") == 2
     for name in ("code", "math", "general"):
         assert sample(fake_stack, "coe_inflight_requests", expert=name) == 0

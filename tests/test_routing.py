@@ -107,35 +107,38 @@ def test_cascade_second_stage_only_when_unsure_and_a_thread_is_free() -> None:
     router = TwoStages()
     selector = ExpertSelector(make_registry(URLS), router, max_parallel=1)  # type: ignore[arg-type]
 
-    async def category(text: str) -> str | None:
+    async def category(text: str) -> tuple[str | None, str | None]:
         request = chat({"model": "auto", "messages": [{"role": "user", "content": text}]})
-        return (await selector.decide(request)).category
+        choice = await selector.decide(request)
+        return choice.category, choice.stage
 
-    assert anyio.run(category, "sure thing") == "math" and router.second_calls == 0
-    assert anyio.run(category, "no idea") == "code" and router.second_calls == 1
-    assert anyio.run(category, "no idea " * 200) == "code" and router.second_calls == 2  # long: first stage in a thread
+    assert anyio.run(category, "sure thing") == ("math", "first") and router.second_calls == 0
+    assert anyio.run(category, "no idea") == ("code", "second") and router.second_calls == 1
+    long = anyio.run(category, "no idea " * 200)  # long: first stage in a thread
+    assert long == ("code", "second") and router.second_calls == 2
 
-    async def while_busy() -> str | None:
+    async def while_busy() -> tuple[str | None, str | None]:
         async with selector._limiter:  # every routing thread taken: the first stage's answer stands
             return await category("no idea")
 
-    assert anyio.run(while_busy) == "math" and router.second_calls == 2
+    assert anyio.run(while_busy) == ("math", "first_busy") and router.second_calls == 2
 
 
 def test_cascade_second_stage_gives_way_while_the_event_loop_runs_late() -> None:
     router, lag = TwoStages(), LoopLag(busy_ms=3.0)
     selector = ExpertSelector(make_registry(URLS), router, loop_lag=lag)  # type: ignore[arg-type]
 
-    async def category() -> str | None:
+    async def category() -> tuple[str | None, str | None]:
         request = chat({"model": "auto", "messages": [{"role": "user", "content": "no idea"}]})
-        return (await selector.decide(request)).category
+        choice = await selector.decide(request)
+        return choice.category, choice.stage
 
     lag.lag_ms = 10.0  # the relay is short of CPU: the fast stage's answer stands
-    assert anyio.run(category) == "math" and router.second_calls == 0
+    assert anyio.run(category) == ("math", "first_busy") and router.second_calls == 0
     lag.lag_ms = 0.5
-    assert anyio.run(category) == "code" and router.second_calls == 1
+    assert anyio.run(category) == ("code", "second") and router.second_calls == 1
     lag.busy_ms, lag.lag_ms = 0.0, 50.0  # 0 turns the signal off
-    assert anyio.run(category) == "code" and router.second_calls == 2
+    assert anyio.run(category) == ("code", "second") and router.second_calls == 2
 
 
 def test_loop_lag_rises_when_callbacks_hog_the_loop_and_falls_when_idle() -> None:
