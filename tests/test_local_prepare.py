@@ -139,11 +139,12 @@ def test_two_prepares_at_once_leave_a_verified_cache(tmp_path: Path) -> None:
     if not TRAIN_DATA.is_dir():
         pytest.skip(f"expert training data not found at {TRAIN_DATA}")
     said: list[str] = []
-    config = TrainingConfig(steps=2, batch_size=2, max_tokens=96)
+    config = TrainingConfig(steps=2, batch_size=2, max_tokens=96, bf16_autocast=False)  # fp32: fast on any CPU
     built = build_adapter(ADAPTERS[ADAPTER], base, TRAIN_DATA, tmp_path / "shipped", config, said.append)
     manifest = json.loads((built / MANIFEST_NAME).read_text())
     assert {"adapter_config.json", "adapter_model.safetensors"} == set(manifest["files"])
     assert manifest["source"]["training"]["steps"] == 2 and manifest["source"]["figures"]["examples"] == 4
+    assert manifest["source"]["training"]["bf16_autocast"] is False
     assert manifest["source"]["licences"]["mbpp"] == "CC BY 4.0"
     assert any("step 2/2" in line for line in said)
     installed = prepare_adapter(tmp_path / "other", ADAPTER, said.append, shipped=tmp_path / "shipped")
