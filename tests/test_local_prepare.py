@@ -3,6 +3,7 @@ stale staging folders, and the adapters' rebuild path on a tiny configuration.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from coe_local.adapters import ADAPTERS, SHIPPED_ADAPTERS, adapter_dir, prepare_
 from coe_local.manifest import MANIFEST_NAME, verify_folder
 from coe_local.models import BASE_MODELS, ModelPrepareError, default_cache_dir, model_dir
 from coe_local.prepare import cache_lock, clean_stale_staging, prepare_models
+from coe_local.ticking import ticking
 
 BASE = "smollm2-135m-instruct"
 ADAPTER = "smollm2-135m-code"
@@ -96,6 +98,16 @@ with cache_lock(Path(sys.argv[1]), print):
 """
 
 
+def test_a_long_step_says_it_is_still_at_work_until_it_ends() -> None:
+    said: list[str] = []
+    with ticking(said.append, "reading", every_s=0.05):
+        time.sleep(0.3)
+    assert len(said) >= 3 and all(line.startswith("reading: still at it (") for line in said)
+    count = len(said)
+    time.sleep(0.2)
+    assert len(said) == count  # quiet once the step is over
+
+
 def test_a_second_prepare_waits_for_the_first(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", LOCK_HOLDER, str(tmp_path), "2"], stdout=subprocess.PIPE, text=True
@@ -114,8 +126,18 @@ PREPARE = """
 import sys
 from pathlib import Path
 from coe_local.prepare import prepare_models
-prepare_models(Path(sys.argv[1]), None, None, say=lambda m: print(m, flush=True))
+import time
+started = time.monotonic()
+prepare_models(Path(sys.argv[1]), None, None, say=lambda m: print(f"{time.monotonic() - started:.1f} {m}", flush=True))
 """
+# The first-run promise: no step of a prepare is silent for longer than this.
+MAX_SILENCE_S = 15.0
+
+
+def silences(output: str) -> list[float]:
+    """The gaps between a prepare's progress lines (each starts with its time in seconds)."""
+    times = [0.0, *(float(line.split(" ", 1)[0]) for line in output.splitlines() if line[:1].isdigit())]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
 @pytest.mark.slow
@@ -129,6 +151,8 @@ def test_two_prepares_at_once_leave_a_verified_cache(tmp_path: Path) -> None:
     assert [run.returncode for run in runs] == [0, 0]
     assert sum("prepared in" in out for out in outputs) == 1  # one converted, the other waited and verified
     assert sum("waiting for another" in out for out in outputs) == 1
+    for out in outputs:  # the converting one ticks while transformers reads the GGUF; the waiting one while it waits
+        assert max(silences(out)) <= MAX_SILENCE_S, out
     base = model_dir(tmp_path, BASE)
     assert verify_folder(base, json.loads((base / MANIFEST_NAME).read_text())["source"]) == []
     for adapter_id in ADAPTERS:

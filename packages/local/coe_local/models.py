@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from coe_local.manifest import sha256_file, staged_folder, verify_folder, write_manifest
+from coe_local.ticking import ticking
 
 Say = Callable[[str], None]
 
@@ -113,12 +114,13 @@ def prepare_base_model(cache_dir: Path, model_id: str, say: Say) -> Path:
 
 def _convert_gguf(gguf: Path, out: Path, say: Say) -> None:
     """Dequantise a GGUF into a bf16 safetensors folder with its tokenizer and chat template."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    say(f"[1/3] reading {gguf.name} with transformers (about a minute on 2 cores)")
+    with ticking(say, f"[1/3] reading {gguf.name}"):  # the imports, then GGUF metadata parsed in pure Python
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    say(f"[1/3] reading {gguf.name}")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A model loaded from GGUF refuses save_pretrained; a fresh model from the same config does not.
     say("[2/3] copying weights into a fresh model")
     config = loaded.config

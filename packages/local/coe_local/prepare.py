@@ -12,6 +12,7 @@ from pathlib import Path
 
 from coe_local.adapters import ADAPTERS, adapter_recipe, prepare_adapter
 from coe_local.models import BASE_MODELS, Say, prepare_base_model
+from coe_local.ticking import ticking
 
 
 def say_to_stderr(message: str) -> None:
@@ -36,7 +37,8 @@ def cache_lock(cache_dir: Path, say: Say) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             say(f"waiting for another `coe models prepare` on {cache_dir}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            with ticking(say, "waiting for the other prepare"):
+                fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
