@@ -65,9 +65,12 @@ def _eval(args: argparse.Namespace) -> int:
     say_to_stderr("routing every item with the registry's router")
     # Where the router is unsure the gateway answers with the fallback; so does the CoE line here.
     route = {i: (c if c is not None else "") for i, c in _route(registry, items).items()}
+    current = {c: [e.name for e in registry.ranked_experts(c)] for c in {item.category for item in items}}
+    current[""] = [registry.fallback]
     report = {
         metric: composition_report(
-            results, metric, {**rankings(tables[metric]), "": [registry.fallback]}, dict(route), registry.fallback
+            results, metric, {**rankings(tables[metric]), "": [registry.fallback]}, dict(route), registry.fallback,
+            current,
         )
         for metric in METRICS
     }

@@ -19,6 +19,7 @@ def _line(
     ranking: dict[str, list[str]],
     route: dict[str, str | None],
     fallback: str,
+    current: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     items = [i for i, scores in by_item.items() if scores]
     experts = sorted({e for scores in by_item.values() for e in scores})
@@ -27,13 +28,17 @@ def _line(
     if n == 0:
         return {"n": 0}
 
-    def pick(category: str | None) -> str:
-        ranked = ranking.get(category or "", [])
+    def pick(category: str | None, table: dict[str, list[str]] = ranking) -> str:
+        ranked = table.get(category or "", [])
         return ranked[0] if ranked else fallback
 
     single = {e: sum(by_item[i][e] for i in full) / n for e in experts}
     best = max(single, key=lambda e: single[e])
     coe = sum(by_item[i][pick(route.get(i))] for i in full) / n
+    # The registry's routing as it stood: not chosen on these items, so free of the table's selection effect.
+    coe_current = None
+    if current is not None and all(pick(route.get(i), current) in by_item[i] for i in full):
+        coe_current = round(sum(by_item[i][pick(route.get(i), current)] for i in full) / n, 4)
     oracle = sum(by_item[i][pick(categories[i])] for i in full) / n
     item_oracle = sum(max(by_item[i].values()) for i in full) / n
     routed_right = sum(route.get(i) == categories[i] for i in full) / n
@@ -42,6 +47,7 @@ def _line(
         "single": {e: round(v, 4) for e, v in single.items()},
         "best_single": {"expert": best, "score": round(single[best], 4)},
         "coe": round(coe, 4),
+        "coe_registry": coe_current,
         "oracle": round(oracle, 4),
         "item_oracle": round(item_oracle, 4),
         "coe_minus_best_single": round(coe - single[best], 4),
@@ -56,8 +62,10 @@ def composition_report(
     ranking: dict[str, list[str]],
     route: dict[str, str | None],
     fallback: str,
+    current: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """The report on all items and on the items the router never saw (`router_pool: false`)."""
+    """The report on all items and on the items the router never saw (`router_pool: false`); `current` is the
+    registry's routing before this run (per category, best first), shown as a CoE line of its own."""
     by_item: dict[str, dict[str, float]] = defaultdict(dict)
     categories: dict[str, str] = {}
     unseen: set[str] = set()
@@ -70,9 +78,9 @@ def composition_report(
             by_item[result.item.id][result.expert] = score
     return {
         "metric": metric,
-        "all": _line(by_item, categories, ranking, route, fallback),
+        "all": _line(by_item, categories, ranking, route, fallback, current),
         "router_pool_false": _line(
-            {i: s for i, s in by_item.items() if i in unseen}, categories, ranking, route, fallback
+            {i: s for i, s in by_item.items() if i in unseen}, categories, ranking, route, fallback, current
         ),
     }
 
@@ -89,7 +97,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             return f"{part['single'][expert]:.3f}"
         if key == "best_single":
             return f"{part[key]['score']:.3f} ({part[key]['expert']})"
-        return f"{part[key]:.3f}"
+        return "-" if part.get(key) is None else f"{part[key]:.3f}"
 
     lines.append("| n | " + " | ".join(str(p.get("n", 0)) for p in parts) + " |")
     for expert in sorted(report["all"].get("single", {})):
@@ -97,6 +105,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     for key, label in [
         ("best_single", "best single expert"),
         ("coe", "**CoE (router + table)**"),
+        ("coe_registry", "CoE (router + the registry's routing before this run)"),
         ("oracle", "oracle (best expert of the true category)"),
         ("item_oracle", "item oracle (best expert per item)"),
         ("coe_minus_best_single", "CoE - best single"),

@@ -82,6 +82,7 @@ def test_write_changes_which_expert_auto_uses(tmp_path: Path, capsys: pytest.Cap
     assert report["n"] == 3 and report["oracle"] == -0.5 and report["single"] == {"general": -2.0, "sharp": -0.5}
     # The real router may be unsure of a toy prompt: those items go to the fallback, as in the gateway.
     assert report["single"]["general"] <= report["coe"] <= report["oracle"]
+    assert report["coe_registry"] == -2.0  # before the write, every category went to `general`
     assert printed["report"]["router_pool_false"]["n"] == 1
     assert {"table.json", "table.md", "table.png"} <= {p.name for p in (tmp_path / "o").iterdir()}
 
