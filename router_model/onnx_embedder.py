@@ -48,6 +48,8 @@ class OnnxMiniLMEmbedder:
         }
 
     def _loaded(self) -> Any:
+        if self._session is not None:  # loaded: no lock on the hot path
+            return self._session
         with self._load_lock:
             if self._session is None:
                 if self._sha256 and file_sha256(self._model_path) != self._sha256:
