@@ -37,8 +37,9 @@ def _line(
     coe = sum(by_item[i][pick(route.get(i))] for i in full) / n
     # The registry's routing as it stood: not chosen on these items, so free of the table's selection effect.
     coe_current = None
-    if current is not None and all(pick(route.get(i), current) in by_item[i] for i in full):
-        coe_current = round(sum(by_item[i][pick(route.get(i), current)] for i in full) / n, 4)
+    chosen = {i: pick(route.get(i), current) for i in full} if current is not None else {}
+    if chosen and all(chosen[i] in by_item[i] for i in full):
+        coe_current = round(sum(by_item[i][chosen[i]] for i in full) / n, 4)
     oracle = sum(by_item[i][pick(categories[i])] for i in full) / n
     item_oracle = sum(max(by_item[i].values()) for i in full) / n
     routed_right = sum(route.get(i) == categories[i] for i in full) / n
