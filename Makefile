@@ -62,10 +62,10 @@ ROUTER_SOURCES := gsm8k_train math_test humaneval nl2bash medmcqa medquad pubmed
 	openbookqa nq_open truthfulqa selfinstruct_user cmath mmath
 ROUTER_SAMPLE := --permissive-only --seed 0 --cache .cache/router --per-class 2000 --per-source 1100 \
 	--data router_model/data $(ROUTER_SOURCES:%=$(ROUTER_DATA)/train/%.jsonl)
-ROUTER_THRESHOLD ?= 0.9
+ROUTER_THRESHOLD ?= 0.95
 router-artifact: $(VENV)/.installed
 	rm -rf router_model/artifacts/default .cache/router-fast
-	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --embedder minilm-onnx \
+	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --embedder minilm-onnx --tune-epochs 1 \
 		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
 	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out .cache/router-fast --embedder static \

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="classifier parameter, e.g. regularisation=3 (logreg), k=30 (knn), knn_weight=0.7, hidden=256 (mlp)",
+    )
+    train.add_argument(
+        "--tune-epochs",
+        type=float,
+        default=0.0,
+        help="minilm-onnx: fine-tune MiniLM end to end on the labels first (torch; ~1.6 s per 32 prompts on 2 cores)",
     )
     train.add_argument("--per-class", type=int, default=1200, help="prompts per category at most")
     train.add_argument("--per-source", type=int, default=800, help="prompts per source within a category at most")
@@ -118,6 +126,13 @@ def _cascade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tuned_minilm(config: Any, epochs: float, log: Callable[[str], None]) -> Path:
+    from router_model.encoder_tuning import TuningConfig, tuned_minilm
+
+    work_dir = config.cache_dir or Path(tempfile.mkdtemp(prefix="coe-router-tune-"))
+    return tuned_minilm(config, TuningConfig(epochs=epochs, seed=config.seed), work_dir, log)
+
+
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -158,10 +173,14 @@ def _train(args: argparse.Namespace) -> int:
         from router_model.onnx_embedder import ONNX_FILE
         from router_model.onnx_export import export_minilm_int8
 
+        tuned = _tuned_minilm(config, args.tune_epochs, log) if args.tune_epochs > 0 else None
         log(f"exporting MiniLM to int8 ONNX in {args.out}")
-        export_minilm_int8(args.out / ONNX_FILE)
+        export_minilm_int8(args.out / ONNX_FILE, tuned)
         embedder = make_embedder({"kind": "minilm-onnx", "file": ONNX_FILE}, base_dir=args.out)
-        write_router(train_router(config, embedder, log), args.out)
+        trained = train_router(config, embedder, log)
+        if tuned is not None:
+            trained.meta["embedder"]["fine_tuned"] = json.loads((tuned / "tuning.json").read_text())
+        write_router(trained, args.out)
     else:
         embedder = make_embedder({"kind": args.embedder, "dimension": 1024, "int8": args.int8})
         write_router(train_router(config, embedder, log), args.out)

@@ -13,7 +13,7 @@ from typing import Any
 from router_model.embedders import minilm_model_dir
 
 
-def _pooled_model() -> Any:
+def _pooled_model(model_dir: Path) -> Any:
     import torch
     from transformers import AutoModel
 
@@ -31,16 +31,17 @@ def _pooled_model() -> Any:
             vector = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
             return vector / vector.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
-    return MeanPooled(AutoModel.from_pretrained(str(minilm_model_dir()))).eval()
+    return MeanPooled(AutoModel.from_pretrained(str(model_dir))).eval()
 
 
-def export_minilm_int8(out: Path) -> Path:
-    """Write MiniLM as int8 ONNX to `out` (weights per output channel, which keeps the embeddings close to fp32)."""
+def export_minilm_int8(out: Path, model_dir: Path | None = None) -> Path:
+    """Write MiniLM (the packaged one, or a fine-tuned copy in `model_dir`) as int8 ONNX to `out`; weights are
+    quantised per output channel, which keeps the embeddings close to fp32."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     torch.manual_seed(0)
-    model = _pooled_model()
+    model = _pooled_model(model_dir or minilm_model_dir())
     example = (torch.ones(1, 8, dtype=torch.long), torch.ones(1, 8, dtype=torch.long))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:

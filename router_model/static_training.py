@@ -143,8 +143,8 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
     from router_model.tokenising import WordPieces
     from router_model.training import (
         TrainedRouter,
-        _calibration_split,
         _training_record,
+        calibration_split,
         library_versions,
         training_sample,
     )
@@ -154,7 +154,7 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
     pieces = WordPieces(STATIC_MAX_TOKENS).pieces_batch([p.text for p in sample])
     table = _cached_table(config.cache_dir, log)
     params = dict(config.classifier_params)
-    held_out = _calibration_split(len(sample), config.calibration_fraction, config.seed)
+    held_out = calibration_split(len(sample), config.calibration_fraction, config.seed)
     temperature = 1.0
     if held_out.any():
         kept = np.flatnonzero(~held_out)

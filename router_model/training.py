@@ -101,7 +101,7 @@ def train_router(
     features = embed_with_cache(embedder, [p.text for p in sample], config.cache_dir, config.progress)
 
     fit = FITTERS[config.classifier]
-    held_out = _calibration_split(len(sample), config.calibration_fraction, config.seed)
+    held_out = calibration_split(len(sample), config.calibration_fraction, config.seed)
     temperature = 1.0
     if held_out.any():
         partial = fit(
@@ -128,7 +128,7 @@ def write_router(trained: TrainedRouter, out: Path) -> None:
     save_artifact(out, trained.model, trained.meta)
 
 
-def _calibration_split(n: int, fraction: float, seed: int) -> np.ndarray:
+def calibration_split(n: int, fraction: float, seed: int) -> np.ndarray:
     """A boolean mask of the held-out rows used only to fit the temperature."""
     mask = np.zeros(n, dtype=bool)
     count = int(n * fraction)
