@@ -115,6 +115,9 @@ def test_engine_env_is_offline_with_the_plans_kv_cache() -> None:
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"
     assert env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
     assert env["PATH"] == "/bin"
+    assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # one process per engine: it starts ~10 s sooner
+    kept = engine_env(plan, base={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    assert kept["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"  # a caller who wants the separate engine process keeps it
 
 
 def test_local_profile_covers_every_category_with_real_engines() -> None:

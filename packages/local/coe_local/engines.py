@@ -135,11 +135,13 @@ def engine_command(plan: EnginePlan, prepared: PreparedModels, python: str = sys
 
 
 def engine_env(plan: EnginePlan, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The engine's environment: offline (no hub), its KV-cache size, the caller's environment otherwise."""
+    """The engine's environment: offline (no hub), its KV-cache size, one process; the caller's otherwise."""
     env = dict(os.environ if base is None else base)
     env["VLLM_CPU_KVCACHE_SPACE"] = str(plan.kv_cache_gib)
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
+    # The engine core in the API server's process: one torch import instead of two, ~10 s sooner ready on 2 cores.
+    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
