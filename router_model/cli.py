@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +124,6 @@ def _cascade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tuned_minilm(config: Any, epochs: float, log: Callable[[str], None]) -> Path:
-    from router_model.encoder_tuning import TuningConfig, tuned_minilm
-
-    work_dir = config.cache_dir or Path(tempfile.mkdtemp(prefix="coe-router-tune-"))
-    return tuned_minilm(config, TuningConfig(epochs=epochs, seed=config.seed), work_dir, log)
-
-
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -165,22 +156,17 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     log = (lambda _line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    if args.tune_epochs > 0 and args.embedder != "minilm-onnx":
+        print("coe router train: --tune-epochs works with --embedder minilm-onnx only", file=sys.stderr)
+        return 2
     if args.embedder == "static":
         from router_model.static_training import train_static_router
 
         write_router(train_static_router(config, log), args.out)
     elif args.embedder == "minilm-onnx":
-        from router_model.onnx_embedder import ONNX_FILE
-        from router_model.onnx_export import export_minilm_int8
+        from router_model.training import train_onnx_router
 
-        tuned = _tuned_minilm(config, args.tune_epochs, log) if args.tune_epochs > 0 else None
-        log(f"exporting MiniLM to int8 ONNX in {args.out}")
-        export_minilm_int8(args.out / ONNX_FILE, tuned)
-        embedder = make_embedder({"kind": "minilm-onnx", "file": ONNX_FILE}, base_dir=args.out)
-        trained = train_router(config, embedder, log)
-        if tuned is not None:
-            trained.meta["embedder"]["fine_tuned"] = json.loads((tuned / "tuning.json").read_text())
-        write_router(trained, args.out)
+        train_onnx_router(config, args.tune_epochs, log)
     else:
         embedder = make_embedder({"kind": args.embedder, "dimension": 1024, "int8": args.int8})
         write_router(train_router(config, embedder, log), args.out)

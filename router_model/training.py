@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import random
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +123,25 @@ def train_router(
         "scores": {},
     }
     return TrainedRouter(categories, model, temperature, meta)
+
+
+def train_onnx_router(config: TrainConfig, epochs: float, log: Callable[[str], None]) -> None:
+    """MiniLM (fine-tuned first when `epochs` > 0) as int8 ONNX in the artifact, and the head fitted on it."""
+    from router_model.embedders import make_embedder
+    from router_model.encoder_tuning import TuningConfig, tuned_minilm
+    from router_model.onnx_embedder import ONNX_FILE
+    from router_model.onnx_export import export_minilm_int8
+
+    with tempfile.TemporaryDirectory(prefix="coe-router-tune-") as scratch:
+        work_dir = config.cache_dir or Path(scratch)  # without a cache the tuned weights are not kept
+        tuned = tuned_minilm(config, TuningConfig(epochs=epochs, seed=config.seed), work_dir, log) if epochs else None
+        log(f"exporting MiniLM to int8 ONNX in {config.out}")
+        export_minilm_int8(config.out / ONNX_FILE, tuned)
+        embedder = make_embedder({"kind": "minilm-onnx", "file": ONNX_FILE}, base_dir=config.out)
+        trained = train_router(config, embedder, log)
+        if tuned is not None:
+            trained.meta["embedder"]["fine_tuned"] = json.loads((tuned / "tuning.json").read_text())
+        write_router(trained, config.out)
 
 
 def write_router(trained: TrainedRouter, out: Path) -> None:

@@ -66,3 +66,9 @@ def test_train_ships_the_tuned_encoder_as_onnx_and_reuses_it(tiny_data: Path, tm
     assert tuned_minilm(config, TuningConfig(epochs=30), cache, said.append) == tuned
     assert said == [f"fine-tuned MiniLM found in {tuned}"]
 
+
+
+def test_tuning_is_refused_for_embedders_it_does_not_apply_to(tiny_data: Path, tmp_path: Path) -> None:
+    assert main(["router", "train", "--data", str(tiny_data), "--out", str(tmp_path / "a"), "--embedder", "hashing",
+                 "--tune-epochs", "1", "--quiet"]) == 2
+    assert not (tmp_path / "a").exists()
