@@ -140,7 +140,8 @@ def engine_env(plan: EnginePlan, base: dict[str, str] | None = None) -> dict[str
     env["VLLM_CPU_KVCACHE_SPACE"] = str(plan.kv_cache_gib)
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
-    # The engine core in the API server's process: one torch import instead of two, ~10 s sooner ready on 2 cores.
+    # vLLM's model worker in its engine-core process (CPU: the uni executor), not a third process with its own
+    # torch import; the API server still starts the engine core as a process of its own.
     env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
