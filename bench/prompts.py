@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import zip_longest
 
 from bench.stack import ROUTER_DATA
 
@@ -15,7 +16,7 @@ def project_prompts() -> list[str]:
     for path in sorted(ROUTER_DATA.glob("*.jsonl")):
         lines = path.read_text(encoding="utf-8").splitlines()
         per_file.append([json.loads(line)["prompt"] for line in lines if line.strip()])
-    return [p for group in zip(*per_file, strict=False) for p in group]
+    return [p for group in zip_longest(*per_file) for p in group if p is not None]
 
 
 def short_prompts(limit: int = 64) -> list[str]:
