@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from router_model.embedders import minilm_model_dir
+from router_model.onnx_export import mean_pooled
 
 
 @dataclass(frozen=True)
@@ -116,21 +117,22 @@ def fine_tune_minilm(
 
 
 def _pooled(encoder: Any, tokenizer: Any, batch: list[str], max_tokens: int, torch: Any) -> Any:
-    """Mean of the token states over the mask, normalised: the vector the exported graph computes."""
+    """The batch's sentence vectors, pooled exactly as the exported graph pools them."""
     tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
     hidden = encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
                      token_type_ids=torch.zeros_like(tokens["input_ids"])).last_hidden_state
-    mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    vector = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-    return torch.nn.functional.normalize(vector, dim=1)
+    return mean_pooled(hidden, tokens["attention_mask"])
 
 
-def tuned_minilm(train_config: Any, config: TuningConfig, work_dir: Path, log: Callable[[str], None] = print) -> Path:
+def tuned_minilm(
+    train_config: Any, sampled: tuple[Any, ...], config: TuningConfig, work_dir: Path,
+    log: Callable[[str], None] = print,
+) -> Path:
     """MiniLM fine-tuned on the training sample less its calibration share (so the temperature is fitted on
     prompts the encoder never saw); reused from `work_dir` when the same sample and config were tuned before."""
-    from router_model.training import calibration_split, training_sample
+    from router_model.training import calibration_split
 
-    _, sample, categories, labels = training_sample(train_config)
+    _, sample, categories, labels = sampled  # as `training.training_sample` returns it
     kept = np.flatnonzero(~calibration_split(len(sample), train_config.calibration_fraction, train_config.seed))
     texts = [sample[i].text for i in kept]
     out = work_dir / f"minilm-tuned-{tuning_key(texts, labels[kept], config)}"

@@ -13,12 +13,20 @@ from typing import Any
 from router_model.embedders import minilm_model_dir
 
 
+def mean_pooled(hidden: Any, attention_mask: Any) -> Any:
+    """Token states averaged over the mask and L2-normalised (sentence-transformers' MiniLM recipe); training
+    and the exported graph both call this, so the tuned vectors are the ones served."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    vector = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+    return vector / vector.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def _pooled_model(model_dir: Path) -> Any:
     import torch
     from transformers import AutoModel
 
     class MeanPooled(torch.nn.Module):
-        """Token states averaged over the mask and L2-normalised: sentence-transformers' MiniLM recipe."""
+        """MiniLM with `mean_pooled` inside, so the ONNX graph returns the sentence vector."""
 
         def __init__(self, encoder: Any) -> None:
             super().__init__()
@@ -27,9 +35,7 @@ def _pooled_model(model_dir: Path) -> Any:
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                   token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            vector = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-            return vector / vector.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            return mean_pooled(hidden, attention_mask)
 
     return MeanPooled(AutoModel.from_pretrained(str(model_dir))).eval()
 

@@ -92,13 +92,17 @@ def training_sample(
     return files, sample, categories, np.array([index_of[p.label] for p in sample], dtype=np.int64)
 
 
+Sampled = tuple[list[SourceFile], list[LabelledPrompt], tuple[str, ...], np.ndarray]
+
+
 def train_router(
-    config: TrainConfig, embedder: Embedder, log: Callable[[str], None] = print
+    config: TrainConfig, embedder: Embedder, log: Callable[[str], None] = print, sampled: Sampled | None = None
 ) -> TrainedRouter:
-    """Sample, embed, fit on part, calibrate the temperature on the rest, then refit on everything."""
+    """Sample (unless `sampled` is given), embed, fit on part, calibrate the temperature on the rest, then refit
+    on everything."""
     if config.classifier not in FITTERS:
         raise ValueError(f"unknown classifier {config.classifier!r}; known: {', '.join(sorted(FITTERS))}")
-    files, sample, categories, labels = training_sample(config)
+    files, sample, categories, labels = sampled or training_sample(config)
     log(f"training on {len(sample)} prompts: {dict(sorted(Counter(p.label for p in sample).items()))}")
     features = embed_with_cache(embedder, [p.text for p in sample], config.cache_dir, config.progress)
 
@@ -134,11 +138,13 @@ def train_onnx_router(config: TrainConfig, epochs: float, log: Callable[[str], N
 
     with tempfile.TemporaryDirectory(prefix="coe-router-tune-") as scratch:
         work_dir = config.cache_dir or Path(scratch)  # without a cache the tuned weights are not kept
-        tuned = tuned_minilm(config, TuningConfig(epochs=epochs, seed=config.seed), work_dir, log) if epochs else None
+        sampled = training_sample(config)  # one read of the data for the tuning and the head
+        tuning = TuningConfig(epochs=epochs, seed=config.seed)
+        tuned = tuned_minilm(config, sampled, tuning, work_dir, log) if epochs else None
         log(f"exporting MiniLM to int8 ONNX in {config.out}")
         export_minilm_int8(config.out / ONNX_FILE, tuned)
         embedder = make_embedder({"kind": "minilm-onnx", "file": ONNX_FILE}, base_dir=config.out)
-        trained = train_router(config, embedder, log)
+        trained = train_router(config, embedder, log, sampled)
         if tuned is not None:
             trained.meta["embedder"]["fine_tuned"] = json.loads((tuned / "tuning.json").read_text())
         write_router(trained, config.out)

@@ -11,7 +11,7 @@ from gateway.cli import main
 from router_model.embedders import minilm_model_dir
 from router_model.encoder_tuning import TuningConfig, _pooled, fine_tune_minilm, tuned_minilm
 from router_model.onnx_embedder import ONNX_FILE, OnnxMiniLMEmbedder
-from router_model.training import TrainConfig
+from router_model.training import TrainConfig, training_sample
 from tests.fixtures_router import TINY_PROMPTS
 
 TEXTS = [text for texts in TINY_PROMPTS.values() for text in texts]
@@ -63,7 +63,7 @@ def test_train_ships_the_tuned_encoder_as_onnx_and_reuses_it(tiny_data: Path, tm
 
     said: list[str] = []
     config = TrainConfig(data=[tiny_data], out=out, per_class=10, per_source=800)
-    assert tuned_minilm(config, TuningConfig(epochs=30), cache, said.append) == tuned
+    assert tuned_minilm(config, training_sample(config), TuningConfig(epochs=30), cache, said.append) == tuned
     assert said == [f"fine-tuned MiniLM found in {tuned}"]
 
 
