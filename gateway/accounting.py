@@ -72,7 +72,9 @@ class RequestRecord:
         """Token counts as the engine reported them."""
         if not usage:
             return
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # Chat and completions say prompt/completion tokens; the Responses and Messages APIs input/output.
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
         if isinstance(prompt, int):
             self.prompt_tokens = prompt
         if isinstance(completion, int):

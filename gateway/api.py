@@ -78,6 +78,18 @@ def build_api() -> APIRouter:
     async def completions(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
         return await service.completions(request, caller)
 
+    @api.post("/v1/responses")
+    async def responses(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
+        return await service.responses(request, caller)
+
+    @api.post("/v1/messages")
+    async def messages(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
+        return await service.messages(request, caller)
+
+    @api.post("/v1/messages/count_tokens")
+    async def count_tokens(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
+        return await service.count_tokens(request, caller)
+
     @api.post("/tokenize")
     async def tokenize(request: Request, caller: CallerDep, service: ServiceDep) -> Response:
         return await service.tokenize(request, caller)
@@ -110,6 +122,11 @@ def build_api() -> APIRouter:
     @api.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @api.api_route("/ping", methods=["GET", "POST"])
+    async def ping() -> Response:
+        """vLLM's (and SageMaker's) liveness probe: 200 with an empty body, as the engine answers it."""
+        return Response(status_code=200)
     @api.get("/ready")
     async def ready(state: StateDep) -> JSONResponse:
         experts = state.health.snapshot()

@@ -34,10 +34,11 @@ class Dispatched:
     attempt: AsyncExitStack  # its slot, replica lease and response; closing it early frees them (a resume)
 
 
-def upstream_body(request: ParsedRequest, expert: ExpertConfig) -> bytes:
-    """The client's body with `model` naming the engine's model; streams always ask for the usage chunk."""
+def upstream_body(request: ParsedRequest, expert: ExpertConfig, stream_usage: bool = True) -> bytes:
+    """The client's body with `model` naming the engine's model; chat and completion streams always ask for the
+    usage chunk (`stream_usage`; the typed-event APIs report usage in their last events anyway)."""
     upstream = {**request.payload, "model": expert.model}
-    if request.stream:
+    if request.stream and stream_usage:
         # Always ask for usage so tokens are counted exactly; the chunk is dropped if the client did not ask.
         upstream["stream_options"] = {**(request.payload.get("stream_options") or {}), "include_usage": True}
     return json.dumps(upstream, separators=(",", ":"), ensure_ascii=False).encode()
@@ -82,13 +83,14 @@ class Dispatcher:
 
     async def dispatch(
         self, choice: ExpertChoice, request: ParsedRequest, path: str, record: RequestRecord,
-        resources: AsyncExitStack, request_id: str, on_root: bool = False,
+        resources: AsyncExitStack, request_id: str, on_root: bool = False, stream_usage: bool = True,
     ) -> Dispatched:
         """Open the first candidate that answers; the slot and response are released by `resources`."""
         self.budget.request()
         headers = {"content-type": "application/json", "x-request-id": request_id}
         return await self.open_first(
-            self.usable(choice), lambda expert: upstream_body(request, expert), path, headers, record, resources,
+            self.usable(choice), lambda expert: upstream_body(request, expert, stream_usage), path, headers, record,
+            resources,
             choice.reason, may_change_expert=choice.routed, on_root=on_root,
         )
 

@@ -17,13 +17,18 @@ R = TypeVar("R", bound=ParsedRequest)
 def text_size(payload: dict[str, Any]) -> int:
     """About how many characters the guard will scan (message contents, text parts, prompts)."""
     size = 0
-    messages = payload.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            size += len(content)
-        elif isinstance(content, list):
-            size += sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    for key in ("messages", "input", "system"):
+        items = payload.get(key)
+        if isinstance(items, str):
+            size += len(items)
+        for item in items if isinstance(items, list) else ():
+            content = item.get("content", item.get("text")) if isinstance(item, dict) else None
+            if isinstance(content, str):
+                size += len(content)
+            elif isinstance(content, list):
+                size += sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    if isinstance(payload.get("instructions"), str):
+        size += len(payload["instructions"])
     prompt = payload.get("prompt")
     if isinstance(prompt, str):
         size += len(prompt)

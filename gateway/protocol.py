@@ -38,7 +38,8 @@ class ParsedRequest:
 
 @dataclass(frozen=True)
 class ChatCompletionRequest(ParsedRequest):
-    """`POST /v1/chat/completions`; `turns` are the messages that could be read (the engine checks them)."""
+    """A request made of turns: `POST /v1/chat/completions`, and the engine's other conversation APIs
+    (`/v1/responses`, `/v1/messages`); `turns` are the messages that could be read (the engine checks them)."""
 
     turns: tuple[Turn, ...]
 
@@ -106,12 +107,16 @@ def _common(payload: dict[str, Any]) -> tuple[str, bool, bool]:
     return model, stream, include_usage
 
 
+# Text parts as chat (`text`), the Responses API (`input_text`, `output_text`) and Anthropic's Messages API name them.
+TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+
+
 def text_of(content: Any) -> str:
     """The text of a message's content: a string, or the `text` of its text parts."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = (p for p in content if isinstance(p, dict) and p.get("type") == "text")
+        parts = (p for p in content if isinstance(p, dict) and p.get("type") in TEXT_PARTS)
         return "\n".join(p["text"] for p in parts if isinstance(p.get("text"), str))
     return ""
 
@@ -124,8 +129,16 @@ def parse_chat(body: bytes) -> ChatCompletionRequest:
 
 
 def turns_of(payload: dict[str, Any]) -> tuple[Turn, ...]:
-    """The messages that can be read as (role, text); the rest are the engine's to refuse."""
+    """The messages that can be read as (role, text); the rest are the engine's to refuse.
+
+    They are `messages` (chat, Anthropic's Messages API) or else the Responses API's `input`: a string (one
+    user turn) or a list of items, of which those with a role are messages.
+    """
     messages = payload.get("messages")
+    if messages is None:
+        messages = payload.get("input")
+        if isinstance(messages, str):
+            return (Turn("user", messages),)
     return tuple(
         Turn(m["role"], text_of(m.get("content")))
         for m in (messages if isinstance(messages, list) else ())

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.accounting import RequestRecord
-from gateway.errors import APIError
-from gateway.sse import DONE_EVENT, EventSplitter, MalformedEvent, StreamTap
+from gateway.event_tap import EventTap
+from gateway.sse import EventSplitter, MalformedEvent, StreamTap
 from gateway.upstream import Opened, StreamStalled
 
 log = logging.getLogger(__name__)
@@ -24,11 +24,6 @@ SSE_HEADERS = {
     "cache-control": "no-cache",
     "x-accel-buffering": "no",
 }
-
-
-def stream_error(message: str, code: str, status: int = 502) -> bytes:
-    """One error event for a failure after the stream started."""
-    return APIError(status, message, code=code).sse_event()
 
 
 class ActiveStreams:
@@ -62,7 +57,7 @@ class RelayResponse(Response):
     def __init__(
         self,
         opened: Opened,
-        tap: StreamTap,
+        tap: StreamTap | EventTap,
         record: RequestRecord,
         resources: AsyncExitStack,
         headers: dict[str, str],
@@ -138,7 +133,7 @@ class RelayResponse(Response):
     async def _fail(self, send: Send, message: str, code: str, kind: str) -> None:
         self.record.error_kind = kind
         self.status_for_record = 502
-        await self._emit(send, stream_error(message, code))
+        await self._emit(send, self.tap.error_event(message, code))
 
     async def _relay(self, send: Send) -> None:
         splitter = EventSplitter()
@@ -162,7 +157,7 @@ class RelayResponse(Response):
             message = "The gateway is shutting down." if shutting_down else "The answer took longer than allowed."
             await self._fail(send, message, "shutdown" if shutting_down else "total_timeout", "cut")
         self._answered = True  # from here on, a disconnect is the client closing after reading everything
-        ending = self._tail + (DONE_EVENT if not self.tap.done else b"")
+        ending = self._tail + (self.tap.end_marker if not self.tap.done else b"")
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         if self.tap.done and self.status_for_record == 200:
             await self._read_to_end()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import anyio
 import httpx
@@ -17,17 +14,22 @@ from starlette.responses import Response
 from gateway.access import Access
 from gateway.accounting import RequestRecord
 from gateway.dispatch import Dispatched, Dispatcher
+from gateway.endpoints import (
+    CHAT,
+    COMPLETIONS,
+    CONVERSATIONS,
+    COUNT_TOKENS,
+    DETOKENIZE,
+    MESSAGES,
+    RESPONSES,
+    TOKENIZE,
+    Endpoint,
+    R,
+)
 from gateway.errors import APIError, upstream_error
+from gateway.event_tap import EventTap
 from gateway.identity import Principal
 from gateway.metrics import GatewayMetrics
-from gateway.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    ParsedRequest,
-    parse_chat,
-    parse_completion,
-    parse_tokenize,
-)
 from gateway.relay import ActiveStreams, RelayResponse
 from gateway.resume import Again, Resumer, read_answer
 from gateway.routing import ExpertChoice, ExpertSelector
@@ -36,27 +38,6 @@ from gateway.settings import Settings
 from gateway.sse import ModelRewriter, StreamTap, answer_text
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-R = TypeVar("R", bound=ParsedRequest)
-
-
-@dataclass(frozen=True)
-class Endpoint(Generic[R]):
-    """One resource: its name in metrics, its path on the engine, and its parser.
-
-    `on_root`: the path sits at the engine's root (vLLM's `/tokenize`), not under its `/v1` base URL.
-    """
-
-    name: str
-    path: str
-    parse: Callable[[bytes], R]
-    on_root: bool = False
-
-
-CHAT = Endpoint[ChatCompletionRequest]("chat", "/chat/completions", parse_chat)
-COMPLETIONS = Endpoint[CompletionRequest]("completions", "/completions", parse_completion)
-TOKENIZE = Endpoint[ParsedRequest]("tokenize", "/tokenize", parse_tokenize, on_root=True)
-DETOKENIZE = Endpoint[ParsedRequest]("detokenize", "/detokenize", parse_tokenize, on_root=True)
 
 
 def request_id_of(request: Request) -> str:
@@ -122,6 +103,18 @@ class CompletionService:
         """`POST /v1/completions`."""
         return await self._serve(request, COMPLETIONS, caller)
 
+    async def responses(self, request: Request, caller: Principal | None = None) -> Response:
+        """`POST /v1/responses`: the engine's Responses API, routed on its `input`."""
+        return await self._serve(request, RESPONSES, caller)
+
+    async def messages(self, request: Request, caller: Principal | None = None) -> Response:
+        """`POST /v1/messages`: the engine's Anthropic-style Messages API, routed on its `messages`."""
+        return await self._serve(request, MESSAGES, caller)
+
+    async def count_tokens(self, request: Request, caller: Principal | None = None) -> Response:
+        """`POST /v1/messages/count_tokens`: the chosen expert's count for a Messages request."""
+        return await self._serve(request, COUNT_TOKENS, caller)
+
     async def tokenize(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /tokenize`: the chosen expert's tokenizer (an expert's name, or routed like a request)."""
         return await self._serve(request, TOKENIZE, caller)
@@ -141,19 +134,25 @@ class CompletionService:
             record.stream = parsed.stream
             parsed = await gate.admit(parsed)
             choice = await self.selector.decide(parsed, gate.allowed)
-            if self.sessions is not None and endpoint in (CHAT, COMPLETIONS):
+            if self.sessions is not None and endpoint in CONVERSATIONS:
                 scope = caller.subject if caller is not None else None
                 choice = self.sessions.apply(session_key(http.headers, parsed, scope), choice)
             self._record_choice(record, choice)
             dispatched = await self.dispatcher.dispatch(
-                choice, parsed, endpoint.path, record, resources, request_id, endpoint.on_root
+                choice, parsed, endpoint.path, record, resources, request_id, endpoint.on_root,
+                stream_usage=endpoint.events is None,
             )
             headers = decision_headers(choice, dispatched, request_id)
             resumer = self.resumer if endpoint in (CHAT, COMPLETIONS) else None
             resumes = resumer is not None and resumer.enabled_for(dispatched.expert, parsed)
             if parsed.stream:
-                tap = StreamTap(dispatched.expert.name, dispatched.expert.model, keep_usage=parsed.include_usage,
-                                text=record.answer_parts)
+                expert = dispatched.expert
+                tap: StreamTap | EventTap
+                if endpoint.events is not None:
+                    tap = EventTap(endpoint.events, expert.name, expert.model, text=record.answer_parts)
+                else:
+                    tap = StreamTap(expert.name, expert.model, keep_usage=parsed.include_usage,
+                                    text=record.answer_parts)
                 opened, idle = dispatched.opened, dispatched.timeouts.idle
                 if resumer is not None and resumes:  # it watches each attempt's idleness itself
                     opened = resumer.stream(dispatched, choice, parsed, endpoint.path, record, resources)

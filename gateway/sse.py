@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import APIError
+
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
@@ -43,7 +45,7 @@ _NEEDS_PARSE = re.compile(rb'usage"(?!:null[,}])|error"|finish_reason"(?!:null[,
 _HAS_CONTENT = re.compile(rb'"(?:content|reasoning_content|text)"\s*:\s*"(?!")|"tool_calls"\s*:\s*\[\s*\{')
 
 
-def _data_of(event: bytes) -> bytes | None:
+def data_of(event: bytes) -> bytes | None:
     if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
         return event[6:-2]  # the usual one-line event
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
@@ -58,7 +60,16 @@ def _has_content(choice: dict[str, Any]) -> bool:
 
 
 def answer_text(obj: dict[str, Any]) -> str:
-    """The text of an answer or a stream chunk: each choice's message or delta content, or completion text."""
+    """The text of an answer or a stream chunk: each choice's message or delta content, or completion text;
+    for a Responses API answer its output messages' text, for a Messages API answer its text blocks."""
+    if "choices" not in obj:
+        output = obj.get("output")
+        items: list[Any] = output if isinstance(output, list) else [obj]
+        return "".join(
+            part["text"]
+            for item in items if isinstance(item, dict) and isinstance(item.get("content"), list)
+            for part in item["content"] if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     pieces = []
     for choice in obj.get("choices") or []:
         if not isinstance(choice, dict):
@@ -116,14 +127,19 @@ class StreamTap:
     done: bool = False
     error: dict[str, Any] | None = None
     text: list[str] | None = None  # when given, the answer's text is collected here (an audit policy keeps it)
+    end_marker: bytes = DONE_EVENT  # what ends the stream when the engine's own end was not relayed
     _rewriter: ModelRewriter = field(init=False)
 
     def __post_init__(self) -> None:
         self._rewriter = ModelRewriter(self.upstream_model, self.expert)
 
+    def error_event(self, message: str, code: str) -> bytes:
+        """A gateway-side failure after the stream started, as one OpenAI-shaped error event."""
+        return APIError(502, message, code=code).sse_event()
+
     def process(self, event: bytes) -> tuple[bytes | None, bool]:
         """Return (bytes to forward or None to drop, whether this event carried content)."""
-        data = _data_of(event)
+        data = data_of(event)
         if data is None:
             return event, False  # comments and keep-alives pass through
         if data == b"[DONE]":

@@ -6,6 +6,7 @@ times, the `model` field, which names the expert). Greedy decoding makes the tex
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,21 @@ COMPLETION_CASES: dict[str, dict[str, Any]] = {
     "prompt_embeds_only": {"prompt_embeds": "bm90IGEgdGVuc29y", "max_tokens": 4},
 }
 
+# The engine's other conversation APIs (OpenAI's Responses API, Anthropic's Messages API), as vLLM serves them.
+RESPONSES_CASES: dict[str, dict[str, Any]] = {
+    "text_input": {"input": "Name three colours.", "max_output_tokens": 12},
+    "message_items": {"input": [{"role": "user", "content": [{"type": "input_text", "text": "Name three colours."}]}],
+                      "instructions": "Be brief.", "max_output_tokens": 8},
+    "negative_max_tokens": {"input": "hi", "max_output_tokens": -1},
+}
+MESSAGES_CASES: dict[str, dict[str, Any]] = {
+    "plain": {"messages": USER, "max_tokens": 12},
+    "system_and_blocks": {"system": "Be brief.", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": [{"type": "text", "text": "Name three colours."}]}]},
+    "without_max_tokens": {"messages": USER},
+}
+VOLATILE_ITEMS = {"id", "created_at", "item_id"}  # the Responses API's ids and times sit in nested items too
+
 
 @pytest.fixture(scope="module")
 def paths(local_engines: LocalEngines) -> Iterator[tuple[str, str]]:
@@ -59,7 +75,7 @@ def paths(local_engines: LocalEngines) -> Iterator[tuple[str, str]]:
 def comparable(value: Any) -> Any:
     """The answer without its volatile fields; floats rounded (two runs of a CPU engine differ in the last bits)."""
     if isinstance(value, dict):
-        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE}
+        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE | VOLATILE_ITEMS}
     if isinstance(value, list):
         return [comparable(v) for v in value]
     if isinstance(value, float):
@@ -124,3 +140,43 @@ def test_engine_endpoints(paths: tuple[str, str]) -> None:
         back = {"model": EXPERT, "tokens": tokens["tokens"]}
         assert client.post(f"{gateway}/detokenize", json=back).json() == client.post(f"{engine}/detokenize",
                                                                                        json=back).json()
+
+
+@pytest.mark.parametrize("case", sorted(RESPONSES_CASES))
+def test_responses(paths: tuple[str, str], case: str) -> None:
+    assert_same(*both(paths, "/v1/responses", RESPONSES_CASES[case]))
+
+
+@pytest.mark.parametrize("case", sorted(MESSAGES_CASES))
+def test_messages(paths: tuple[str, str], case: str) -> None:
+    assert_same(*both(paths, "/v1/messages", MESSAGES_CASES[case]))
+
+
+def typed_events(response: httpx.Response) -> list[tuple[str, Any]]:
+    """(event name, data) of a typed-event stream, volatile fields removed."""
+    events = []
+    for block in response.text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in lines:
+            events.append((lines.get("event", ""), comparable(json.loads(lines["data"]))))
+    return events
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/responses", {"input": "Name three colours.", "max_output_tokens": 10, "stream": True}),
+    ("/v1/messages", {"messages": USER, "max_tokens": 10, "stream": True}),
+])
+def test_typed_event_streams(paths: tuple[str, str], path: str, body: dict[str, Any]) -> None:
+    direct, through = both(paths, path, body)
+    assert direct.status_code == through.status_code == 200
+    assert typed_events(through) == typed_events(direct)  # every event, in order: nothing added, nothing lost
+    assert "[DONE]" not in through.text
+
+
+def test_messages_count_tokens_and_ping(paths: tuple[str, str]) -> None:
+    engine, gateway = paths
+    body = {"model": EXPERT, "messages": USER}
+    with httpx.Client(timeout=60) as client:
+        count = client.post(f"{engine}/v1/messages/count_tokens", json=body)
+        assert client.post(f"{gateway}/v1/messages/count_tokens", json=body).json() == count.json()
+        assert client.get(f"{gateway}/ping").status_code == client.get(f"{engine}/ping").status_code == 200

@@ -73,3 +73,16 @@ def test_labelled_set_scores_hold() -> None:
     assert report["negatives"] >= 40
     assert report["precision"] >= 0.9 and report["recall"] >= 0.88, report["errors"]
     assert report["per_kind"]["CARD"]["precision"] == 1.0
+
+
+def test_responses_input_and_instructions_and_messages_system_are_guarded() -> None:
+    responses = {"model": "auto", "instructions": "reply to a@x.com", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "my card 4242 4242 4242 4242"}]},
+        {"type": "function_call_output", "call_id": "c1", "output": "kept"}]}
+    result = PrivacyGuard().apply(responses, "redact")
+    assert result.payload["instructions"] == "reply to <EMAIL_1>"
+    assert result.payload["input"][0]["content"][0]["text"] == "my card <CARD_1>"
+    assert result.payload["input"][1] == responses["input"][1]
+    assert PrivacyGuard().apply({"input": "mail b@y.org"}, "redact").payload["input"] == "mail <EMAIL_1>"
+    messages = {"system": [{"type": "text", "text": "user is c@z.net"}], "messages": [{"role": "user", "content": "hi"}]}
+    assert PrivacyGuard().apply(messages, "redact").payload["system"][0]["text"] == "user is <EMAIL_1>"

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from gateway.dispatch import upstream_body
 from gateway.errors import APIError
-from gateway.protocol import parse_chat, parse_completion, parse_tokenize
+from gateway.protocol import Turn, parse_chat, parse_completion, parse_tokenize
+from gateway.registry import ExpertConfig
 
 
 def body(payload: object) -> bytes:
@@ -83,3 +85,21 @@ def test_not_a_json_object(raw: bytes, code: str | None) -> None:
         parse_chat(raw)
     assert (caught.value.status, caught.value.code) == (400, code)
     assert "expected a JSON object" in caught.value.message  # every 400 of ours says what is allowed
+
+
+def test_responses_input_is_read_as_turns() -> None:
+    assert parse_chat(json.dumps({"input": "integrate x^2"}).encode()).turns == (Turn("user", "integrate x^2"),)
+    items = [{"role": "developer", "content": "be brief"},
+             {"role": "user", "content": [{"type": "input_text", "text": "fix my"}, {"type": "input_image"},
+                                          {"type": "input_text", "text": "regex"}]},
+             {"type": "function_call_output", "call_id": "c", "output": "42"}]
+    assert parse_chat(json.dumps({"input": items}).encode()).turns == (
+        Turn("developer", "be brief"), Turn("user", "fix my\nregex"))
+
+
+def test_usage_is_asked_for_only_on_chat_and_completion_streams() -> None:
+    expert = ExpertConfig(name="code", url="http://127.0.0.1:1/v1", model="up/code")
+    request = parse_chat(json.dumps({"model": "auto", "stream": True, "input": "hi"}).encode())
+    assert json.loads(upstream_body(request, expert))["stream_options"] == {"include_usage": True}
+    typed = json.loads(upstream_body(request, expert, stream_usage=False))
+    assert typed == {"model": "up/code", "stream": True, "input": "hi"}  # the Responses/Messages body, as sent

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -73,6 +74,36 @@ def test_routed_stream_returns_real_tokens_and_exact_usage(
     assert reference.choices[0].message.content == text  # greedy: the same tokens through the gateway
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         reference.usage.prompt_tokens, reference.usage.completion_tokens)
+
+
+def test_the_responses_and_messages_apis_route_and_answer_as_the_engine_does(
+    real_gateway: ServerThread, local_engines: LocalEngines
+) -> None:
+    # Each API's own SDK, pointed at the gateway with nothing changed but the base URL.
+    client = openai.OpenAI(base_url=f"{real_gateway.url}/v1", api_key="x", max_retries=0, timeout=300)
+    params = {"input": CODE_PROMPT, "max_output_tokens": 12, "temperature": 0.0}
+    raw = client.responses.with_raw_response.create(model="auto", **params)  # type: ignore[call-overload]
+    assert (raw.headers["x-coe-expert"], raw.headers["x-coe-category"]) == ("code", "code")
+    answer = raw.parse()
+    direct = openai.OpenAI(base_url=local_engines.base_urls["code"], api_key="x", max_retries=0, timeout=300)
+    assert answer.model == "code" and answer.output_text == direct.responses.create(model="code", **params).output_text
+    events = list(client.responses.create(model="auto", stream=True, **params))  # type: ignore[call-overload]
+    assert events[-1].type == "response.completed" and events[-1].response.usage is not None
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == answer.output_text
+
+    claude = anthropic.Anthropic(base_url=real_gateway.url, api_key="x", max_retries=0, timeout=300)
+    messages = [{"role": "user", "content": "what is the derivative of x^3 + 2x"}]
+    greedy = {"temperature": 0.0}  # this SDK version has no `temperature` argument; vLLM reads it from the body
+    raw_message = claude.messages.with_raw_response.create(model="auto", max_tokens=10, messages=messages,  # type: ignore[arg-type]
+                                                           extra_body=greedy)
+    assert raw_message.headers["x-coe-expert"] == "math"
+    message = raw_message.parse()
+    with claude.messages.stream(model="auto", max_tokens=10, messages=messages, extra_body=greedy) as stream:  # type: ignore[arg-type]
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert message.model == final.model == "math" and streamed == message.content[0].text  # type: ignore[union-attr]
+    assert final.usage.output_tokens == message.usage.output_tokens > 0
+    assert gateway_metric(real_gateway, "coe_requests_total", expert="math", endpoint="messages", status="200") == 2
 
 
 def test_client_disconnect_aborts_the_vllm_request(real_gateway: ServerThread, local_engines: LocalEngines) -> None:

@@ -77,7 +77,8 @@ class PrivacyGuard:
         found = Counter()
         rewritten = self._walk(payload, redactor, found)
         if policy == "block" and found:
-            raise PersonalDataBlocked(dict(found), "messages" if "messages" in payload else "prompt")
+            param = next((key for key in ("messages", "input") if key in payload), "prompt")
+            raise PersonalDataBlocked(dict(found), param)
         return GuardResult(rewritten, dict(found), bool(found) and redactor is not None)
 
     def _walk(self, payload: dict[str, Any], redactor: Redactor | None, found: Counter[str]) -> dict[str, Any]:
@@ -89,7 +90,21 @@ class PrivacyGuard:
             out["prompt"] = self.scan_text(prompt, redactor, found)
         elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
             out["prompt"] = [self.scan_text(p, redactor, found) for p in prompt]
+        # The Responses API's `input` (text or messages) and `instructions`; the Messages API's `system`.
+        for key in ("input", "instructions", "system"):
+            value = payload.get(key)
+            if isinstance(value, str):
+                out[key] = self.scan_text(value, redactor, found)
+            elif isinstance(value, list):
+                out[key] = [self._message(m, redactor, found) if isinstance(m, dict) and "role" in m
+                            else self._part(m, redactor, found) for m in value]
         return out
+
+    def _part(self, part: Any, redactor: Redactor | None, found: Counter[str]) -> Any:
+        """A content part with text (a system block, an input item without a role) scanned."""
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            return {**part, "text": self.scan_text(part["text"], redactor, found)}
+        return part
 
     def _message(self, message: Any, redactor: Redactor | None, found: Counter[str]) -> Any:
         if not isinstance(message, dict):
@@ -98,7 +113,5 @@ class PrivacyGuard:
         if isinstance(content, str):
             return {**message, "content": self.scan_text(content, redactor, found)}
         if isinstance(content, list):
-            parts = [{**p, "text": self.scan_text(p["text"], redactor, found)}
-                     if isinstance(p, dict) and isinstance(p.get("text"), str) else p for p in content]
-            return {**message, "content": parts}
+            return {**message, "content": [self._part(p, redactor, found) for p in content]}
         return message
