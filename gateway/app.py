@@ -32,11 +32,13 @@ from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
 from gateway.reload import Reloader
 from gateway.resume import Resumer
-from gateway.routing import ExpertSelector, Router
+from gateway.routing import Router
 from gateway.serving import CompletionService
 from gateway.sessions import SessionRouter
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.upstream_pool import upstream_clients
+from gateway.work_budget import WorkBudget
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.loop = asyncio.get_running_loop()
         state.loop_lag = LoopLag(settings.router_busy_lag_ms)
+        state.second_stage_budget = WorkBudget(settings.router_second_stage_share)
         # One BLAS/OpenMP thread per routing call (calls run in parallel worker threads instead); BLAS limits
         # are process-wide, so they are set for the app's life and restored when it stops.
         blas_limits = threadpool_limits(limits=1)
@@ -114,31 +117,29 @@ def create_app(
             if router_loader is not None:
                 state.router = await anyio.to_thread.run_sync(router_loader, registry.router.artifact)
                 warn_unclaimed(registry, state.router.categories)
-            limits = httpx.Limits(max_connections=settings.max_connections,
-                                  max_keepalive_connections=settings.max_connections)
-            async with access.running(), \
-                    httpx.AsyncClient(transport=transport, limits=limits, timeout=None) as client:
+            async with access.running(), upstream_clients(settings.max_connections, transport) as clients:
                 limiters = {
                     e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
                                           settings.max_queue, settings.queue_timeout_s)
                     for e in registry.experts
                 }
                 budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
-                dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
-                state.client = client
+                dispatcher = Dispatcher(settings, clients, metrics, health, limiters, budget)
+                state.upstream, state.client = clients, clients.main
                 state.service = CompletionService(
-                    settings, ExpertSelector(registry, state.router, loop_lag=state.loop_lag), dispatcher, metrics,
+                    settings, state.selector(registry, state.router), dispatcher, metrics,
                     state.streams, access, state.sessions, Resumer(registry, dispatcher, health, metrics),
                 )
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(health.probe_forever, client, settings.probe_interval_s, settings.connect_timeout_s)
+                    tg.start_soon(health.probe_forever, clients.main, settings.probe_interval_s,
+                                  settings.connect_timeout_s)
                     tg.start_soon(state.loop_lag.run)
                     try:
                         yield
                     finally:
                         tg.cancel_scope.cancel()
                 state.service = None
-                state.client = None
+                state.upstream = state.client = None
         finally:
             blas_limits.restore_original_limits()
 

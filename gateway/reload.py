@@ -26,7 +26,7 @@ from gateway.limits import ExpertLimiter
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry, RegistryError, load_registry, warn_unclaimed
 from gateway.resume import Resumer
-from gateway.routing import ExpertSelector, Router
+from gateway.routing import Router
 from gateway.serving import CompletionService
 from gateway.state import GatewayState
 
@@ -182,7 +182,7 @@ class Reloader:
             kept = old.dispatcher.limiters.get(name)
             limiters[name] = kept if kept is not None and kept.capacity == capacity else ExpertLimiter(
                 name, capacity, settings.max_queue, settings.queue_timeout_s)
-        dispatcher = Dispatcher(settings, old.dispatcher.client, state.metrics, state.health, limiters,
+        dispatcher = Dispatcher(settings, old.dispatcher.clients, state.metrics, state.health, limiters,
                                 old.dispatcher.budget)
         if state.sessions is not None:
             state.sessions.configure(read.registry.router.session)
@@ -193,7 +193,7 @@ class Reloader:
         state.registry, state.router, state.keys = read.registry, read.router, read.keys
         state.access.authenticator.use_keys(read.keys)
         state.service = CompletionService(
-            settings, ExpertSelector(read.registry, read.router, loop_lag=state.loop_lag), dispatcher, state.metrics,
+            settings, state.selector(read.registry, read.router), dispatcher, state.metrics,
             state.streams, state.access, state.sessions,
             Resumer(read.registry, dispatcher, state.health, state.metrics),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -15,6 +15,7 @@ from gateway.errors import APIError, model_not_found
 from gateway.loop_lag import LoopLag
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, ParsedRequest
 from gateway.registry import ROUTED_MODEL, ExpertConfig, Registry
+from gateway.work_budget import WorkBudget
 
 if TYPE_CHECKING:
     from router_model.query_router import RoutingDecision
@@ -83,6 +84,13 @@ def routing_text(request: ParsedRequest, context_chars: int) -> str:
     return "\n".join([*reversed(context), last])
 
 
+def _with_cpu_time(route: Callable[[str], RoutingDecision], text: str) -> tuple[RoutingDecision, float]:
+    """A routing call and the CPU seconds its thread spent on it (ONNX Runtime runs on the calling thread)."""
+    started = time.thread_time()
+    decision = route(text)
+    return decision, time.thread_time() - started
+
+
 def forbidden_expert(name: str) -> APIError:
     """A 403 for an API key that may not use this expert."""
     return APIError(403, f"This API key may not use the expert '{name}'.", param="model", code="expert_not_allowed")
@@ -92,10 +100,11 @@ class ExpertSelector:
     """Maps a request's `model` to a ExpertChoice using the registry and the router."""
 
     def __init__(self, registry: Registry, router: Router | None, max_parallel: int | None = None,
-                 loop_lag: LoopLag | None = None) -> None:
+                 loop_lag: LoopLag | None = None, budget: WorkBudget | None = None) -> None:
         self.registry = registry
         self.router = router
         self._loop_lag = loop_lag
+        self._budget = budget
         # More routing threads than cores only makes them contend: queue the rest instead.
         self._limiter = anyio.CapacityLimiter(max_parallel or os.cpu_count() or 1)
         self._fallback = registry.expert(registry.fallback)
@@ -139,8 +148,9 @@ class ExpertSelector:
     async def _classify(self, text: str) -> tuple[RoutingDecision, RouterStage]:
         """The router's decision and the stage that made it. A cascade's fast stage runs inline for short texts
         (well under a millisecond, less than a thread hop); its second stage runs in a worker thread, and only
-        while one is free and the event loop keeps time: otherwise the fast stage's answer stands (`first_busy`),
-        so routing never queues behind itself nor takes the CPU that the streams in flight need."""
+        while one is free, the event loop keeps time and the second stage's CPU budget allows: otherwise the fast
+        stage's answer stands (`first_busy`), so routing never queues behind itself nor takes the CPU that the
+        streams in flight need."""
         assert self.router is not None
         first = getattr(self.router, "route_first", None)
         if first is None:
@@ -152,11 +162,14 @@ class ExpertSelector:
         if sure:
             return decision, "first"
         no_thread = self._limiter.borrowed_tokens >= self._limiter.total_tokens
-        if no_thread or (self._loop_lag is not None and self._loop_lag.busy):
+        busy = self._loop_lag is not None and self._loop_lag.busy
+        if no_thread or busy or (self._budget is not None and not self._budget.available):
             return decision, "first_busy"
-        second: RoutingDecision = await anyio.to_thread.run_sync(
-            self.router.route_second, text, limiter=self._limiter  # type: ignore[attr-defined]
+        second, cpu_s = await anyio.to_thread.run_sync(
+            _with_cpu_time, self.router.route_second, text, limiter=self._limiter  # type: ignore[attr-defined]
         )
+        if self._budget is not None:
+            self._budget.spend(cpu_s)
         return second, "second"
 
     async def _route(self, request: ParsedRequest) -> ExpertChoice:

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     router_busy_lag_ms: float = Field(
         default=3.0, ge=0, description="event-loop lag at which a cascade's second stage is skipped (0: never)")
+    router_second_stage_share: float = Field(
+        default=0.2, ge=0, description="share of one core a cascade's second stage may use, averaged (0: no bound)")
 
     api_keys_file: Path | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # roles, tokens, limits, audit, guard

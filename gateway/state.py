@@ -16,10 +16,12 @@ from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
 from gateway.registry import Registry
 from gateway.relay import ActiveStreams
-from gateway.routing import Router
+from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
 from gateway.sessions import SessionRouter
 from gateway.settings import Settings
+from gateway.upstream_pool import UpstreamClients
+from gateway.work_budget import WorkBudget
 
 if TYPE_CHECKING:
     from gateway.reload import Reloader
@@ -44,7 +46,13 @@ class GatewayState:
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     loop_lag: LoopLag | None = None
+    upstream: UpstreamClients | None = None  # the pools to the engines (`client` is the first)
+    second_stage_budget: WorkBudget | None = None
     started_at: float = field(default_factory=time.time)
+
+    def selector(self, registry: Registry, router: Router | None) -> ExpertSelector:
+        """A selector over this registry and router that shares the app's load signals (loop lag, CPU budget)."""
+        return ExpertSelector(registry, router, loop_lag=self.loop_lag, budget=self.second_stage_budget)
 
     def begin_drain(self, grace_s: float) -> None:
         """Stop taking requests; let running streams finish within `grace_s`."""

@@ -12,6 +12,7 @@ from gateway.errors import APIError
 from gateway.loop_lag import LoopLag
 from gateway.protocol import ParsedRequest, parse_chat, parse_completion
 from gateway.routing import ExpertSelector, routing_text
+from gateway.work_budget import WorkBudget
 from tests.fixtures_gateway import make_registry
 
 URLS = {"code": "http://c/v1", "math": "http://m/v1", "general": "http://g/v1"}
@@ -139,6 +140,43 @@ def test_cascade_second_stage_gives_way_while_the_event_loop_runs_late() -> None
     assert anyio.run(category) == ("code", "second") and router.second_calls == 1
     lag.busy_ms, lag.lag_ms = 0.0, 50.0  # 0 turns the signal off
     assert anyio.run(category) == ("code", "second") and router.second_calls == 2
+
+
+def test_cascade_second_stage_stays_within_its_cpu_budget() -> None:
+    now = [0.0]
+    budget = WorkBudget(share=0.1, burst_s=0.02, clock=lambda: now[0])
+    router = TwoStages()
+    selector = ExpertSelector(make_registry(URLS), router, budget=budget)  # type: ignore[arg-type]
+
+    def stage() -> str | None:
+        request = chat({"model": "auto", "messages": [{"role": "user", "content": "no idea"}]})
+        return anyio.run(selector.decide, request).stage
+
+    assert stage() == "second" and router.second_calls == 1
+    budget.spend(0.05)  # a second stage that took 50 ms of CPU leaves the bucket 30 ms in debt
+    assert stage() == "first_busy" and router.second_calls == 1
+    now[0] += 0.2  # 200 ms at a tenth of a core pay 20 ms back: still 10 ms in debt
+    assert stage() == "first_busy"
+    now[0] += 0.2
+    assert stage() == "second" and router.second_calls == 2
+    assert [stage() for _ in range(3)] == ["second"] * 3, "a second stage that costs ~nothing keeps its budget"
+
+
+def test_work_budget_refills_at_its_share_up_to_its_burst_and_zero_turns_it_off() -> None:
+    now = [0.0]
+    budget = WorkBudget(share=0.5, burst_s=0.1, clock=lambda: now[0])
+    budget.spend(0.3)
+    now[0] = 0.39
+    assert not budget.available  # 0.1 - 0.3 + 0.39 * 0.5 < 0
+    now[0] = 0.41
+    assert budget.available
+    now[0] = 100.0
+    budget.available  # noqa: B018  (refills, capped at the burst)
+    budget.spend(0.1)
+    assert not budget.available
+    off = WorkBudget(share=0.0)
+    off.spend(100.0)
+    assert off.available
 
 
 def test_loop_lag_rises_when_callbacks_hog_the_loop_and_falls_when_idle() -> None:
