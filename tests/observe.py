@@ -17,10 +17,10 @@ def sample(stack: FakeStack, name: str, **labels: str) -> float:
 
 
 def upstream_pool(stack: FakeStack) -> list[Any]:
-    """The connections of the gateway's httpx pool."""
-    client = stack.state.client
-    assert client is not None
-    return list(client._transport._pool.connections)  # type: ignore[attr-defined]
+    """The connections of the gateway's httpx pools to the engines."""
+    upstream = stack.state.upstream
+    assert upstream is not None
+    return [c for client in upstream.clients for c in client._transport._pool.connections]  # type: ignore[attr-defined]
 
 
 def busy_upstream_connections(stack: FakeStack) -> int:
@@ -39,10 +39,12 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 
 def at_baseline(stack: FakeStack) -> bool:
-    """Nothing in flight anywhere: gauges at zero, engines idle, no busy upstream connection."""
+    """Nothing in flight anywhere: gauges at zero, engines idle, no busy upstream connection or pool lease."""
     inflight = sum(sample(stack, "coe_inflight_requests", expert=name) for name in stack.engines)
     engines_idle = all(engine.stats.active == 0 for engine in stack.engines.values())
-    return inflight == 0 and engines_idle and busy_upstream_connections(stack) == 0 and len(stack.state.streams) == 0
+    leases = sum(stack.state.upstream.in_flight) if stack.state.upstream is not None else 0
+    return (inflight == 0 and engines_idle and busy_upstream_connections(stack) == 0 and leases == 0
+            and len(stack.state.streams) == 0)
 
 
 def sse_events(body: bytes) -> list[Any]:
