@@ -84,5 +84,6 @@ def test_responses_input_and_instructions_and_messages_system_are_guarded() -> N
     assert result.payload["input"][0]["content"][0]["text"] == "my card <CARD_1>"
     assert result.payload["input"][1] == responses["input"][1]
     assert PrivacyGuard().apply({"input": "mail b@y.org"}, "redact").payload["input"] == "mail <EMAIL_1>"
-    messages = {"system": [{"type": "text", "text": "user is c@z.net"}], "messages": [{"role": "user", "content": "hi"}]}
+    messages = {"system": [{"type": "text", "text": "user is c@z.net"}],
+                "messages": [{"role": "user", "content": "hi"}]}
     assert PrivacyGuard().apply(messages, "redact").payload["system"][0]["text"] == "user is <EMAIL_1>"
