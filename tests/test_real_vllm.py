@@ -103,7 +103,9 @@ def test_the_responses_and_messages_apis_route_and_answer_as_the_engine_does(
         final = stream.get_final_message()
     assert message.model == final.model == "math" and streamed == message.content[0].text  # type: ignore[union-attr]
     assert final.usage.output_tokens == message.usage.output_tokens > 0
-    assert gateway_metric(real_gateway, "coe_requests_total", expert="math", endpoint="messages", status="200") == 2
+    # The stream's record closes just after its last bytes leave: wait for it.
+    assert wait_until(lambda: gateway_metric(
+        real_gateway, "coe_requests_total", expert="math", endpoint="messages", status="200") == 2)
 
 
 def test_client_disconnect_aborts_the_vllm_request(real_gateway: ServerThread, local_engines: LocalEngines) -> None:
