@@ -8,10 +8,10 @@ gateway accounts (content for the time to first token, usage, the end) and rewri
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from gateway.sse import ModelRewriter, data_of
+from gateway.sse import TapState, data_of
 
 
 @dataclass(frozen=True)
@@ -57,23 +57,14 @@ def _event_type(event: bytes, data: bytes) -> tuple[str, dict[str, Any] | None]:
 
 
 @dataclass
-class EventTap:
-    """The `StreamTap` of a typed-event stream: the bytes go on unchanged except for `model`."""
+class EventTap(TapState):
+    """The `StreamTap` of a typed-event stream: the bytes go on unchanged except for `model`.
+
+    `error` is never set: the engine's own error events reach the client as it sent them.
+    """
 
     dialect: EventDialect
-    expert: str
-    upstream_model: str
-    usage: dict[str, Any] | None = None
-    content_events: int = 0
-    finished: bool = False
-    done: bool = False
-    error: dict[str, Any] | None = None  # never set: the engine's own error events reach the client as sent
-    text: list[str] | None = None  # when given, the answer's text is collected here (an audit policy keeps it)
-    end_marker: bytes = b""  # these streams end with their last event, not with `data: [DONE]`
-    _rewriter: ModelRewriter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._rewriter = ModelRewriter(self.upstream_model, self.expert)
+    end_marker: ClassVar[bytes] = b""  # these streams end with their last event, not with `data: [DONE]`
 
     def error_event(self, message: str, code: str) -> bytes:
         """A gateway-side failure, in the stream's own shape."""
@@ -87,10 +78,13 @@ class EventTap:
         kind, obj = _event_type(event, data)
         has_content = kind in self.dialect.content_types
         self.content_events += has_content
-        if has_content and self.text is not None:
-            self.text.append(_delta_text(obj if obj is not None else _loads(data)))
-        if b'usage"' in data:
-            self._read_usage(obj if obj is not None else _loads(data))
+        wants_text = has_content and self.text is not None
+        if obj is None and (wants_text or b'usage"' in data):
+            obj = _loads(data)  # parsed at most once, and only when something is read from it
+        if wants_text and self.text is not None and obj is not None:
+            self.text.append(_delta_text(obj))
+        if obj is not None and b'usage"' in data:
+            self._read_usage(obj)
         if kind in self.dialect.end_types:
             self.finished = self.done = True
         out = self._rewriter.rewrite_plain(event)

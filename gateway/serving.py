@@ -149,7 +149,7 @@ class CompletionService:
                 expert = dispatched.expert
                 tap: StreamTap | EventTap
                 if endpoint.events is not None:
-                    tap = EventTap(endpoint.events, expert.name, expert.model, text=record.answer_parts)
+                    tap = EventTap(expert.name, expert.model, endpoint.events, text=record.answer_parts)
                 else:
                     tap = StreamTap(expert.name, expert.model, keep_usage=parsed.include_usage,
                                     text=record.answer_parts)

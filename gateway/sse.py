@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from gateway.errors import APIError
 
@@ -115,23 +115,30 @@ class ModelRewriter:
 
 
 @dataclass
-class StreamTap:
-    """Reads each event in passing; forwards the original bytes with only `model` rewritten."""
+class TapState:
+    """What a stream's tap tells the relay (usage, content, how it ended), and its `model` rewriter."""
 
     expert: str
     upstream_model: str
-    keep_usage: bool
-    usage: dict[str, Any] | None = None
-    content_events: int = 0
-    finished: bool = False
-    done: bool = False
-    error: dict[str, Any] | None = None
-    text: list[str] | None = None  # when given, the answer's text is collected here (an audit policy keeps it)
-    end_marker: bytes = DONE_EVENT  # what ends the stream when the engine's own end was not relayed
+    usage: dict[str, Any] | None = field(default=None, kw_only=True)
+    content_events: int = field(default=0, kw_only=True)
+    finished: bool = field(default=False, kw_only=True)
+    done: bool = field(default=False, kw_only=True)
+    error: dict[str, Any] | None = field(default=None, kw_only=True)
+    # When given, the answer's text is collected here (an audit policy keeps it).
+    text: list[str] | None = field(default=None, kw_only=True)
     _rewriter: ModelRewriter = field(init=False)
 
     def __post_init__(self) -> None:
         self._rewriter = ModelRewriter(self.upstream_model, self.expert)
+
+
+@dataclass
+class StreamTap(TapState):
+    """Reads each chat or completion chunk in passing; forwards the original bytes with only `model` rewritten."""
+
+    keep_usage: bool
+    end_marker: ClassVar[bytes] = DONE_EVENT  # what ends the stream when the engine's own end was not relayed
 
     def error_event(self, message: str, code: str) -> bytes:
         """A gateway-side failure after the stream started, as one OpenAI-shaped error event."""

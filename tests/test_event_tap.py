@@ -45,7 +45,7 @@ def run(tap: EventTap, stream: list[bytes]) -> tuple[list[bytes], list[bool]]:
 
 def test_responses_stream_is_relayed_as_sent_with_our_model_name() -> None:
     text: list[str] = []
-    tap = EventTap(RESPONSES, "code", "up/Model-7B", text=text)
+    tap = EventTap("code", "up/Model-7B", RESPONSES, text=text)
     outs, contents = run(tap, RESPONSES_STREAM)
     assert outs[1:-1] == RESPONSES_STREAM[1:-1]  # events without `model` pass byte for byte
     assert outs[0] == RESPONSES_STREAM[0].replace(b'"model":"up/Model-7B"', b'"model":"code"')
@@ -57,7 +57,7 @@ def test_responses_stream_is_relayed_as_sent_with_our_model_name() -> None:
 
 
 def test_messages_stream_counts_usage_across_its_events() -> None:
-    tap = EventTap(MESSAGES, "math", "up/Model-7B", text=[])
+    tap = EventTap("math", "up/Model-7B", MESSAGES, text=[])
     outs, contents = run(tap, MESSAGES_STREAM[:-1])
     assert not tap.finished, "the stream has not ended before message_stop"
     assert b'"model":"math"' in outs[0] and contents == [False, False, True, False, False]
@@ -67,7 +67,7 @@ def test_messages_stream_counts_usage_across_its_events() -> None:
 
 
 def test_events_without_an_event_line_are_typed_by_their_data() -> None:
-    tap = EventTap(RESPONSES, "code", "m")
+    tap = EventTap("code", "m", RESPONSES)
     delta = event("response.output_text.delta", {"delta": "x"}, with_name=False)
     assert tap.process(delta) == (delta, True)
     tap.process(event("response.completed", {"response": {"usage": {"output_tokens": 1}}}, with_name=False))
@@ -75,15 +75,15 @@ def test_events_without_an_event_line_are_typed_by_their_data() -> None:
 
 
 def test_engine_error_events_end_the_stream_and_pass_unchanged() -> None:
-    tap = EventTap(MESSAGES, "math", "m")
+    tap = EventTap("math", "m", MESSAGES)
     error = event("error", {"error": {"type": "overloaded_error", "message": "busy"}})
     assert tap.process(error) == (error, False)
     assert tap.finished and tap.error is None  # the client reads the engine's own words
 
 
 def test_gateway_errors_take_each_api_s_own_shape() -> None:
-    messages = EventTap(MESSAGES, "e", "m").error_event("The expert stopped sending.", "upstream_stalled")
-    responses = EventTap(RESPONSES, "e", "m").error_event("The expert stopped sending.", "upstream_stalled")
+    messages = EventTap("e", "m", MESSAGES).error_event("The expert stopped sending.", "upstream_stalled")
+    responses = EventTap("e", "m", RESPONSES).error_event("The expert stopped sending.", "upstream_stalled")
     assert messages.startswith(b"event: error\ndata: ") and responses.startswith(b"event: error\ndata: ")
     assert json.loads(messages.split(b"data: ", 1)[1]) == {
         "type": "error", "error": {"type": "api_error", "message": "The expert stopped sending."}}
