@@ -65,7 +65,13 @@ class ResumingStream:
             try:
                 async with aclosing(self._reads(attempt.dispatched)) as reads:
                     async for data in reads:
-                        out = [o for event in splitter.feed(data) if (o := self._look(attempt, event)) is not None]
+                        out = []
+                        for event in splitter.feed(data):
+                            relayed = self._look(attempt, event)
+                            if attempt.error is not None:
+                                break  # what follows an error event in the same read ([DONE]) is not relayed
+                            if relayed is not None:
+                                out.append(relayed)
                         if out:
                             yield b"".join(out)
                         if attempt.error is not None:
