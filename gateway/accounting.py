@@ -115,12 +115,15 @@ class RequestRecord:
                 request_log.exception("a request-close hook failed")
 
     def _output_rate(self, now: float) -> float | None:
-        """Tokens per second of decoding (streams: first to last token); of the whole answer when not streamed."""
+        """Tokens per second of decoding (streams: first to last token); of the whole answer when not streamed
+        or when a stream's tokens came all at once."""
         if self.status != 200 or not self.output_tokens:
             return None
         if self.stream:
             decode = (self.last_token_at or 0) - (self.first_token_at or 0)
-            return (self.output_tokens - 1) / decode if self.output_tokens > 1 and decode > 0 else None
+            if self.output_tokens > 1 and decode > 0:
+                return (self.output_tokens - 1) / decode
+            # One token, or every token in one socket read: the rate over the whole answer, as when not streamed.
         elapsed = now - self.started
         return self.output_tokens / elapsed if elapsed > 0 else None
 

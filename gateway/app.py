@@ -23,6 +23,7 @@ from gateway.admin_api import build_admin_api
 from gateway.api import build_api
 from gateway.auth import KeyRing
 from gateway.dispatch import Dispatcher
+from gateway.engine_transport import EngineTransport
 from gateway.errors import APIError
 from gateway.health import HealthBoard
 from gateway.limits import ExpertLimiter, RetryBudget
@@ -37,7 +38,6 @@ from gateway.serving import CompletionService
 from gateway.sessions import SessionRouter
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.upstream_pool import upstream_clients
 from gateway.work_budget import WorkBudget
 
 log = logging.getLogger(__name__)
@@ -117,21 +117,22 @@ def create_app(
             if router_loader is not None:
                 state.router = await anyio.to_thread.run_sync(router_loader, registry.router.artifact)
                 warn_unclaimed(registry, state.router.categories)
-            async with access.running(), upstream_clients(settings.max_connections, transport) as clients:
+            engines = transport or EngineTransport(settings.max_connections)
+            async with access.running(), httpx.AsyncClient(transport=engines, timeout=None) as client:
                 limiters = {
                     e.name: ExpertLimiter(e.name, e.max_concurrency or settings.max_concurrency,
                                           settings.max_queue, settings.queue_timeout_s)
                     for e in registry.experts
                 }
                 budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
-                dispatcher = Dispatcher(settings, clients, metrics, health, limiters, budget)
-                state.upstream, state.client = clients, clients.main
+                dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
+                state.client = client
                 state.service = CompletionService(
                     settings, state.selector(registry, state.router), dispatcher, metrics,
                     state.streams, access, state.sessions, Resumer(registry, dispatcher, health, metrics),
                 )
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(health.probe_forever, clients.main, settings.probe_interval_s,
+                    tg.start_soon(health.probe_forever, client, settings.probe_interval_s,
                                   settings.connect_timeout_s)
                     tg.start_soon(state.loop_lag.run)
                     try:
@@ -139,7 +140,7 @@ def create_app(
                     finally:
                         tg.cancel_scope.cancel()
                 state.service = None
-                state.upstream = state.client = None
+                state.client = None
         finally:
             blas_limits.restore_original_limits()
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+import httpx
+
 from gateway.accounting import RequestRecord
 from gateway.errors import APIError
 from gateway.health import HealthBoard
@@ -18,7 +20,6 @@ from gateway.replicas import ReplicaState
 from gateway.routing import ExpertChoice
 from gateway.settings import Settings
 from gateway.upstream import Opened, Timeouts, UpstreamFailure, open_upstream, unreachable
-from gateway.upstream_pool import UpstreamClients
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Dispatched:
     timeouts: Timeouts
     reason: str
     replica: Replica
-    attempt: AsyncExitStack  # its slot, replica lease and response; closing it early frees them (a resume)
+    attempt: AsyncExitStack  # its slot, replica and response; closing it early frees them (a resume)
 
 
 def upstream_body(request: ParsedRequest, expert: ExpertConfig, stream_usage: bool = True) -> bytes:
@@ -49,14 +50,14 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        clients: UpstreamClients,
+        client: httpx.AsyncClient,
         metrics: GatewayMetrics,
         health: HealthBoard,
         limiters: dict[str, ExpertLimiter],
         budget: RetryBudget,
     ) -> None:
         self.settings = settings
-        self.clients = clients
+        self.client = client
         self.metrics = metrics
         self.health = health
         self.limiters = limiters
@@ -140,23 +141,18 @@ class Dispatcher:
                 record.replica = state.label
                 base = state.replica.root_url if on_root else state.replica.url
                 pool.acquire(state)
-                lease = self.clients.lease()
                 try:
-                    client = self.clients.clients[lease]
-                    opened = await open_upstream(client, expert, base + path, body, headers, timeouts)
+                    opened = await open_upstream(self.client, expert, base + path, body, headers, timeouts)
                 except UpstreamFailure as failure:
                     pool.release(state)
-                    self.clients.release(lease)
                     self._count_failure(expert, failure, state)
                     if failure.retryable and pool.has_other(tried) and self.budget.try_spend():
                         continue  # another replica of the same expert first
                     raise
                 except BaseException:
                     pool.release(state)
-                    self.clients.release(lease)
                     raise
                 attempt.callback(pool.release, state)
-                attempt.callback(self.clients.release, lease)
                 self.metrics.replica_attempts.labels(expert.name, state.label, "ok").inc()
                 self.health.success(expert.name, state.index)
                 return state, opened, attempt, timeouts

@@ -182,7 +182,7 @@ class Reloader:
             kept = old.dispatcher.limiters.get(name)
             limiters[name] = kept if kept is not None and kept.capacity == capacity else ExpertLimiter(
                 name, capacity, settings.max_queue, settings.queue_timeout_s)
-        dispatcher = Dispatcher(settings, old.dispatcher.clients, state.metrics, state.health, limiters,
+        dispatcher = Dispatcher(settings, old.dispatcher.client, state.metrics, state.health, limiters,
                                 old.dispatcher.budget)
         if state.sessions is not None:
             state.sessions.configure(read.registry.router.session)

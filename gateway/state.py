@@ -20,7 +20,6 @@ from gateway.routing import ExpertSelector, Router
 from gateway.serving import CompletionService
 from gateway.sessions import SessionRouter
 from gateway.settings import Settings
-from gateway.upstream_pool import UpstreamClients
 from gateway.work_budget import WorkBudget
 
 if TYPE_CHECKING:
@@ -40,13 +39,12 @@ class GatewayState:
     access: Access
     router: Router | None = None
     service: CompletionService | None = None
-    client: httpx.AsyncClient | None = None
+    client: httpx.AsyncClient | None = None  # to the engines (over `engine_transport` unless a test injects one)
     sessions: SessionRouter | None = None
     reloader: Reloader | None = None
     draining: bool = False
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     loop_lag: LoopLag | None = None
-    upstream: UpstreamClients | None = None  # the pools to the engines (`client` is the first)
     second_stage_budget: WorkBudget | None = None
     started_at: float = field(default_factory=time.time)
 

@@ -1,4 +1,4 @@
-"""Reading a running gateway's state in tests: metric samples, SSE events, the upstream pool."""
+"""Reading a running gateway's state in tests: metric samples, SSE events, the upstream transport."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gateway.engine_transport import EngineTransport
 from tests.fixtures_gateway import FakeStack
 
 
@@ -16,16 +17,17 @@ def sample(stack: FakeStack, name: str, **labels: str) -> float:
     return value or 0.0
 
 
-def upstream_pool(stack: FakeStack) -> list[Any]:
-    """The connections of the gateway's httpx pools to the engines."""
-    upstream = stack.state.upstream
-    assert upstream is not None
-    return [c for client in upstream.clients for c in client._transport._pool.connections]  # type: ignore[attr-defined]
+def engine_transport(stack: FakeStack) -> EngineTransport:
+    """The gateway's transport to the engines."""
+    assert stack.state.client is not None
+    transport = stack.state.client._transport  # type: ignore[attr-defined]
+    assert isinstance(transport, EngineTransport)
+    return transport
 
 
 def busy_upstream_connections(stack: FakeStack) -> int:
-    """Connections of the gateway's httpx pool that are not idle (a leak if > 0 when nothing runs)."""
-    return sum(1 for connection in upstream_pool(stack) if not connection.is_idle())
+    """Connections to the engines carrying a request or an unclosed response (a leak if > 0 when nothing runs)."""
+    return engine_transport(stack).busy
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
@@ -39,11 +41,10 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 
 def at_baseline(stack: FakeStack) -> bool:
-    """Nothing in flight anywhere: gauges at zero, engines idle, no busy upstream connection or pool lease."""
+    """Nothing in flight anywhere: gauges at zero, engines idle, no busy upstream connection."""
     inflight = sum(sample(stack, "coe_inflight_requests", expert=name) for name in stack.engines)
     engines_idle = all(engine.stats.active == 0 for engine in stack.engines.values())
-    leases = sum(stack.state.upstream.in_flight) if stack.state.upstream is not None else 0
-    return (inflight == 0 and engines_idle and busy_upstream_connections(stack) == 0 and leases == 0
+    return (inflight == 0 and engines_idle and busy_upstream_connections(stack) == 0
             and len(stack.state.streams) == 0)
 
 

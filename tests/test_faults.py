@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.fixtures_gateway import FakeStack
-from tests.observe import at_baseline, sample, sse_events, upstream_pool, wait_until
+from tests.observe import at_baseline, engine_transport, sample, sse_events, wait_until
 
 CHAT = "/v1/chat/completions"
 
@@ -187,5 +187,6 @@ def test_streams_reuse_the_upstream_connection(fake_stack: FakeStack) -> None:
         assert sse_events(ask(fake_stack, "code", stream=True).content)[-1] == "[DONE]"
         assert wait_until(lambda: at_baseline(fake_stack))
     port = fake_stack.engine_servers["code"].port
-    to_code = [c for c in upstream_pool(fake_stack) if c._origin.port == port]
+    transport = engine_transport(fake_stack)
+    to_code = [c for c in transport.connections() if c.origin[1] == port]
     assert len(to_code) == 1  # read to the end after [DONE], so kept alive, not re-opened
