@@ -66,7 +66,7 @@ ROUTER_THRESHOLD ?= 0.95
 router-artifact: $(VENV)/.installed
 	rm -rf router_model/artifacts/default .cache/router-fast
 	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --embedder minilm-onnx --tune-epochs 1 \
-		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 \
+		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 --param knn_dims=128 \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
 	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out .cache/router-fast --embedder static \
 		--param epochs=2 --eval-data $(ROUTER_DATA)/dev_eval.jsonl

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from router_model.knn import KNNModel, fit_knn, knn_from_arrays
+
 
 class ScoringModel(Protocol):
     """Turns embeddings into one logit per category; a temperature then makes them probabilities."""
@@ -57,45 +59,6 @@ class CentroidModel:
     def arrays(self) -> dict[str, np.ndarray]:
         """See `ScoringModel.arrays`."""
         return {"centroids": self.centroids.astype(np.float32)}
-
-
-@dataclass(frozen=True)
-class KNNModel:
-    """k nearest stored embeddings by cosine (one matrix product), votes weighted by similarity.
-
-    Embeddings are held as float32 in memory (converting float16 per query would cost more than the product).
-    """
-
-    embeddings: np.ndarray
-    labels: np.ndarray
-    n_classes: int
-    k: int = 15
-    sharpness: float = 20.0
-    kind: str = "knn"
-
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        """See `ScoringModel.logits`: log of the similarity-weighted vote share, smoothed."""
-        similarities = features @ self.embeddings.T
-        k = min(self.k, similarities.shape[1])
-        nearest = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
-        nearest_similarity = np.take_along_axis(similarities, nearest, axis=1)
-        weights = np.exp(
-            self.sharpness * (nearest_similarity - nearest_similarity.max(axis=1, keepdims=True))
-        )
-        votes = np.zeros((features.shape[0], self.n_classes), dtype=np.float64)
-        np.add.at(votes, (np.arange(features.shape[0])[:, None], self.labels[nearest]), weights)
-        share = votes / votes.sum(axis=1, keepdims=True)
-        return np.log(share + 1e-3)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """See `ScoringModel.arrays`; embeddings stored as float16 to keep the artifact small."""
-        return {
-            "embeddings": self.embeddings.astype(np.float16),
-            "labels": self.labels.astype(np.int32),
-            "n_classes": np.array(self.n_classes),
-            "k": np.array(self.k),
-            "sharpness": np.array(self.sharpness, dtype=np.float32),
-        }
 
 
 @dataclass(frozen=True)
@@ -182,11 +145,6 @@ def fit_centroid(features: np.ndarray, labels: np.ndarray, n_classes: int, seed:
     return CentroidModel(centroids)
 
 
-def fit_knn(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int, k: int = 15) -> KNNModel:
-    """Store the (float16) embeddings; there is nothing else to fit."""
-    return KNNModel(features.astype(np.float32), labels.astype(np.int32), n_classes, k)
-
-
 def fit_mlp(
     features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int, hidden: int = 256
 ) -> MLPModel:
@@ -210,10 +168,11 @@ def fit_knn_logreg(
     k: int = 30,
     regularisation: float = 3.0,
     knn_weight: float = 0.7,
+    knn_dims: int = 0,
 ) -> KNNLogRegModel:
-    """Fit both parts on the same data."""
+    """Fit both parts on the same data (the kNN searches `knn_dims` principal directions when > 0)."""
     return KNNLogRegModel(
-        fit_knn(features, labels, n_classes, seed, k=k),
+        fit_knn(features, labels, n_classes, seed, k=k, dims=knn_dims),
         fit_logreg(features, labels, n_classes, seed, regularisation=regularisation),
         knn_weight,
     )
@@ -235,13 +194,7 @@ def model_from_arrays(kind: str, arrays: dict[str, Any]) -> ScoringModel:
     if kind == "centroid":
         return CentroidModel(arrays["centroids"])
     if kind == "knn":
-        return KNNModel(
-            arrays["embeddings"].astype(np.float32),
-            arrays["labels"],
-            int(arrays["n_classes"]),
-            int(arrays["k"]),
-            float(arrays["sharpness"]),
-        )
+        return knn_from_arrays(arrays)
     if kind == "mlp":
         return MLPModel(
             arrays["hidden_weights"], arrays["hidden_bias"], arrays["output_weights"], arrays["output_bias"]
