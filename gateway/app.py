@@ -22,6 +22,7 @@ from gateway.access import Access
 from gateway.admin_api import build_admin_api
 from gateway.api import build_api
 from gateway.auth import KeyRing
+from gateway.contention import Contention
 from gateway.dispatch import Dispatcher
 from gateway.engine_transport import EngineTransport
 from gateway.errors import APIError
@@ -110,6 +111,7 @@ def create_app(
         state.loop = asyncio.get_running_loop()
         state.loop_lag = LoopLag(settings.router_busy_lag_ms)
         state.second_stage_budget = WorkBudget(settings.router_second_stage_share)
+        state.contention = Contention(settings.router_max_contention)
         # One BLAS/OpenMP thread per routing call (calls run in parallel worker threads instead); BLAS limits
         # are process-wide, so they are set for the app's life and restored when it stops.
         blas_limits = threadpool_limits(limits=1)

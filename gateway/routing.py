@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import anyio
 import anyio.to_thread
 
+from gateway.contention import Contention
 from gateway.errors import APIError, model_not_found
 from gateway.loop_lag import LoopLag
 from gateway.protocol import ChatCompletionRequest, CompletionRequest, ParsedRequest
@@ -100,11 +101,13 @@ class ExpertSelector:
     """Maps a request's `model` to a ExpertChoice using the registry and the router."""
 
     def __init__(self, registry: Registry, router: Router | None, max_parallel: int | None = None,
-                 loop_lag: LoopLag | None = None, budget: WorkBudget | None = None) -> None:
+                 loop_lag: LoopLag | None = None, budget: WorkBudget | None = None,
+                 contention: Contention | None = None) -> None:
         self.registry = registry
         self.router = router
         self._loop_lag = loop_lag
         self._budget = budget
+        self._contention = contention
         # More routing threads than cores only makes them contend: queue the rest instead.
         self._limiter = anyio.CapacityLimiter(max_parallel or os.cpu_count() or 1)
         self._fallback = registry.expert(registry.fallback)
@@ -148,7 +151,8 @@ class ExpertSelector:
     async def _classify(self, text: str) -> tuple[RoutingDecision, RouterStage]:
         """The router's decision and the stage that made it. A cascade's fast stage runs inline for short texts
         (well under a millisecond, less than a thread hop); its second stage runs in a worker thread, and only
-        while one is free, the event loop keeps time and the second stage's CPU budget allows: otherwise the fast
+        while one is free, the event loop keeps time, the cores are not contended and the second stage's CPU budget
+        allows: otherwise the fast
         stage's answer stands (`first_busy`), so routing never queues behind itself nor takes the CPU that the
         streams in flight need."""
         assert self.router is not None
@@ -163,11 +167,15 @@ class ExpertSelector:
             return decision, "first"
         no_thread = self._limiter.borrowed_tokens >= self._limiter.total_tokens
         busy = self._loop_lag is not None and self._loop_lag.busy
-        if no_thread or busy or (self._budget is not None and not self._budget.available):
+        contended = self._contention is not None and self._contention.high
+        if no_thread or busy or contended or (self._budget is not None and not self._budget.available):
             return decision, "first_busy"
+        started = time.perf_counter()
         second, cpu_s = await anyio.to_thread.run_sync(
             _with_cpu_time, self.router.route_second, text, limiter=self._limiter  # type: ignore[attr-defined]
         )
+        if self._contention is not None:
+            self._contention.observe(time.perf_counter() - started, cpu_s)
         if self._budget is not None:
             self._budget.spend(cpu_s)
         return second, "second"

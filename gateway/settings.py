@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         default=3.0, ge=0, description="event-loop lag at which a cascade's second stage is skipped (0: never)")
     router_second_stage_share: float = Field(
         default=0.2, ge=0, description="share of one core a cascade's second stage may use, averaged (0: no bound)")
+    router_max_contention: float = Field(
+        default=2.0, ge=0,
+        description="wall over CPU time of second-stage calls past which it is skipped: cores busy (0: never)")
 
     api_keys_file: Path | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # roles, tokens, limits, audit, guard

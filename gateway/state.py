@@ -11,6 +11,7 @@ import httpx
 
 from gateway.access import Access
 from gateway.auth import KeyRing
+from gateway.contention import Contention
 from gateway.health import HealthBoard
 from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
@@ -46,11 +47,13 @@ class GatewayState:
     loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     loop_lag: LoopLag | None = None
     second_stage_budget: WorkBudget | None = None
+    contention: Contention | None = None
     started_at: float = field(default_factory=time.time)
 
     def selector(self, registry: Registry, router: Router | None) -> ExpertSelector:
         """A selector over this registry and router that shares the app's load signals (loop lag, CPU budget)."""
-        return ExpertSelector(registry, router, loop_lag=self.loop_lag, budget=self.second_stage_budget)
+        return ExpertSelector(registry, router, loop_lag=self.loop_lag, budget=self.second_stage_budget,
+                              contention=self.contention)
 
     def begin_drain(self, grace_s: float) -> None:
         """Stop taking requests; let running streams finish within `grace_s`."""

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from coe_testing.routers import KeywordRouter
+from gateway.contention import Contention
 from gateway.errors import APIError
 from gateway.loop_lag import LoopLag
 from gateway.protocol import ParsedRequest, parse_chat, parse_completion
@@ -196,3 +197,26 @@ def test_loop_lag_rises_when_callbacks_hog_the_loop_and_falls_when_idle() -> Non
 
     assert anyio.run(measure, 0.02) > 3.0 and lag.busy
     assert anyio.run(measure, 0.0) < 3.0 and not lag.busy
+
+
+def test_a_contended_machine_keeps_the_fast_answer_and_probes_once_a_second() -> None:
+    now = [0.0]
+    contention = Contention(limit=2.0, probe_s=1.0, weight=1.0, clock=lambda: now[0])
+    router = TwoStages()
+    selector = ExpertSelector(make_registry(URLS), router, contention=contention)  # type: ignore[arg-type]
+
+    def stage() -> str | None:
+        request = chat({"model": "auto", "messages": [{"role": "user", "content": "no idea"}]})
+        return anyio.run(selector.decide, request).stage
+
+    assert stage() == "second" and contention.ratio < 2.0  # a free core: wall time about the CPU time
+    contention.observe(wall_s=0.030, cpu_s=0.005)  # a call that waited 25 ms for a core
+    assert stage() == "first_busy" and router.second_calls == 1
+    now[0] += 0.5
+    assert stage() == "first_busy"
+    now[0] += 0.6  # a probe is due: the second stage runs once, and its quick answer clears the signal
+    assert stage() == "second" and router.second_calls == 2
+    assert stage() == "second"
+    off = Contention(limit=0.0)
+    off.observe(wall_s=1.0, cpu_s=0.001)
+    assert not off.high
