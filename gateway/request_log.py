@@ -5,9 +5,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import queue
 import sys
-from logging.handlers import QueueHandler, QueueListener
+import threading
+from collections import deque
 from typing import Any, TextIO
 
 REQUEST_LOG = "coe.requests"
@@ -25,27 +25,61 @@ class LogLine:
         return json.dumps(self.fields, separators=(",", ":"))
 
 
-class _HandOver(QueueHandler):
-    """Puts the record on the queue as it is: the listener's thread formats it (the stock handler formats here)."""
+class _BatchWriter(logging.Handler):
+    """Keeps records in a deque; a thread wakes every `interval_s`, formats them all and writes them at once.
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+    Handing each record over (a queue put that wakes the thread, the interpreter lock passed back and forth, one
+    write per line) cost about a tenth of the gateway's CPU per streamed request; appending to a deque costs
+    nothing on the event loop, and one write per interval serves hundreds of lines.
+    """
+
+    def __init__(self, stream: TextIO, interval_s: float = 0.05) -> None:
+        super().__init__()
+        self.coe_request_log = True
+        self._stream = stream
+        self._interval_s = interval_s
+        self._records: deque[logging.LogRecord] = deque()
+        self._writing = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="coe-request-log", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self._records.append(record)  # atomic: no handler lock, no wake-up
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._records.append(record)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            self.flush()
+
+    def flush(self) -> None:
+        """Format and write every record waiting (the writer thread, or `stop` at exit)."""
+        with self._writing:
+            lines = []
+            while self._records:
+                lines.append(self.format(self._records.popleft()))
+            if lines:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+
+    def stop(self) -> None:
+        """Write what is still waiting and end the thread."""
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self.flush()
 
 
 def install(level: int, stream: TextIO | None = None) -> None:
-    """Route the request log through a queue to a writer thread; once per process, however often called."""
+    """Route the request log to a batching writer thread; once per process, however often called."""
     logger = logging.getLogger(REQUEST_LOG)
     logger.propagate = False
     logger.setLevel(level)
     if any(getattr(h, "coe_request_log", False) for h in logger.handlers):
         return
-    writer = logging.StreamHandler(stream or sys.stderr)
+    writer = _BatchWriter(stream or sys.stderr)
     writer.setFormatter(logging.Formatter("%(message)s"))
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = QueueListener(lines, writer)
-    handler = _HandOver(lines)
-    handler.coe_request_log = True  # type: ignore[attr-defined]
-    handler.listener = listener  # type: ignore[attr-defined]
-    listener.start()
-    atexit.register(listener.stop)  # writes what is still queued before the process ends
-    logger.addHandler(handler)
+    atexit.register(writer.stop)  # writes what is still waiting before the process ends
+    logger.addHandler(writer)
