@@ -77,8 +77,7 @@ class EngineTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._slots.release()
             raise
-        headers = [(name, value) for name, value in connection.headers]
-        return httpx.Response(connection.status, headers=headers,
+        return httpx.Response(connection.status, headers=connection.headers,
                               stream=_Body(self, connection, timeout.get("read")),
                               extensions={"http_version": b"HTTP/1.1"})
 

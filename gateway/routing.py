@@ -151,10 +151,9 @@ class ExpertSelector:
     async def _classify(self, text: str) -> tuple[RoutingDecision, RouterStage]:
         """The router's decision and the stage that made it. A cascade's fast stage runs inline for short texts
         (well under a millisecond, less than a thread hop); its second stage runs in a worker thread, and only
-        while one is free, the event loop keeps time, the cores are not contended and the second stage's CPU budget
-        allows: otherwise the fast
-        stage's answer stands (`first_busy`), so routing never queues behind itself nor takes the CPU that the
-        streams in flight need."""
+        while one is free, the event loop keeps time, the cores are not contended and the second stage's CPU
+        budget allows: otherwise the fast stage's answer stands (`first_busy`), so routing never queues behind
+        itself nor takes the CPU that the streams in flight need."""
         assert self.router is not None
         first = getattr(self.router, "route_first", None)
         if first is None:

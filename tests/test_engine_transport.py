@@ -20,6 +20,17 @@ def chunked(*pieces: bytes) -> bytes:
     return head + body + b"0\r\n\r\n"
 
 
+def fixed(wire: bytes, hold_s: float = 0.0, keep_open: bool = False) -> Reply:
+    """A reply that writes `wire`, waits `hold_s`, then closes the connection (keeps it with `keep_open`)."""
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(wire)
+        await writer.drain()
+        await asyncio.sleep(hold_s)
+        return keep_open
+
+    return reply
+
+
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
     lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
@@ -86,12 +97,8 @@ def test_a_connection_is_kept_alive_and_reused_and_the_body_comes_de_chunked() -
 def test_the_request_goes_out_whole_with_its_headers() -> None:
     seen: list[bytes] = []
 
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\nnope!")
-        return True
-
     async def check() -> None:
-        server = Server(reply)
+        server = Server(fixed(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 5\r\n\r\nnope!", keep_open=True))
         async with server as url, httpx.AsyncClient(transport=EngineTransport(4)) as client:
             response = await client.post(url + "/v1/completions?x=1", content=b'{"a":1}',
                                          headers={"x-request-id": "r1"})
@@ -125,9 +132,7 @@ def test_an_engine_that_closes_idle_connections_costs_nothing_but_a_new_one() ->
 
 
 def test_a_connection_closed_by_the_engine_says_so_is_not_reused() -> None:
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
-        return True
+    reply = fixed(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok", keep_open=True)
 
     async def check() -> None:
         transport = EngineTransport(4)
@@ -143,14 +148,9 @@ def test_a_connection_closed_by_the_engine_says_so_is_not_reused() -> None:
     b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort",
 ])
 def test_an_answer_cut_short_raises_an_httpx_error_and_frees_the_connection(wire: bytes) -> None:
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(wire)
-        await writer.drain()
-        return False
-
     async def check() -> None:
         transport = EngineTransport(4)
-        async with Server(reply) as url, httpx.AsyncClient(transport=transport) as client:
+        async with Server(fixed(wire)) as url, httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await stream_text(client, url)
             assert transport.busy == 0 and transport.connections() == []
@@ -159,16 +159,13 @@ def test_an_answer_cut_short_raises_an_httpx_error_and_frees_the_connection(wire
 
 
 def test_garbage_instead_of_http_is_a_protocol_error() -> None:
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await asyncio.sleep(1)
-        return False
+    reply = fixed(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", hold_s=30.0)  # the engine keeps the connection open
 
     async def check() -> None:
         transport = EngineTransport(4)
         async with Server(reply) as url, httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(httpx.RemoteProtocolError):
-                await client.post(url, content=b"{}")
+                await client.post(url, content=b"{}", timeout=5.0)  # refused at once, not timed out
             assert transport.busy == 0
 
     run(check)
@@ -208,10 +205,7 @@ def test_past_the_connection_limit_a_request_waits_for_a_free_one() -> None:
 
 
 def test_a_response_closed_before_its_end_closes_its_connection() -> None:
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        await asyncio.sleep(0.5)
-        return False
+    reply = fixed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n", hold_s=0.5)
 
     async def check() -> None:
         transport = EngineTransport(4)
