@@ -24,6 +24,7 @@ from gateway.api import build_api
 from gateway.auth import KeyRing
 from gateway.contention import Contention
 from gateway.dispatch import Dispatcher
+from gateway.engine_client import EngineClient
 from gateway.engine_transport import EngineTransport
 from gateway.errors import APIError
 from gateway.health import HealthBoard
@@ -127,7 +128,7 @@ def create_app(
                     for e in registry.experts
                 }
                 budget = RetryBudget(settings.retry_budget_ratio, settings.retry_budget_min)
-                dispatcher = Dispatcher(settings, client, metrics, health, limiters, budget)
+                dispatcher = Dispatcher(settings, EngineClient(engines), metrics, health, limiters, budget)
                 state.client = client
                 state.service = CompletionService(
                     settings, state.selector(registry, state.router), dispatcher, metrics,

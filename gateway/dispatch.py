@@ -7,9 +7,8 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-import httpx
-
 from gateway.accounting import RequestRecord
+from gateway.engine_client import EngineClient
 from gateway.errors import APIError
 from gateway.health import HealthBoard
 from gateway.limits import ExpertLimiter, RetryBudget
@@ -50,7 +49,7 @@ class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        client: httpx.AsyncClient,
+        client: EngineClient,
         metrics: GatewayMetrics,
         health: HealthBoard,
         limiters: dict[str, ExpertLimiter],

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import anyio
 import httpx
 
+from gateway.engine_client import EngineClient
 from gateway.errors import APIError, upstream_error
 from gateway.registry import ExpertConfig
 from gateway.settings import Settings
@@ -70,7 +71,7 @@ class Opened:
 
 
 async def open_upstream(
-    client: httpx.AsyncClient,
+    client: EngineClient,
     expert: ExpertConfig,
     url: str,
     body: bytes,
@@ -78,18 +79,11 @@ async def open_upstream(
     timeouts: Timeouts,
 ) -> Opened:
     """Send the request and read its first bytes, all within the time-to-first-byte limit."""
-    request = client.build_request(
-        "POST",
-        url,
-        content=body,
-        headers=headers,
-        timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.connect, pool=timeouts.connect),
-    )
     response: httpx.Response | None = None
     opened = False
     try:
         with anyio.fail_after(timeouts.first_byte):
-            response = await client.send(request, stream=True)
+            response = await client.post(url, body, headers, timeouts.connect)
             if response.status_code >= 400:
                 raw = await response.aread()
                 await response.aclose()
