@@ -8,9 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Histogram
-
-from gateway.metrics import NO_EXPERT, GatewayMetrics
+from gateway.metrics import NO_EXPERT, ExpertSeries, GatewayMetrics
 from gateway.request_log import REQUEST_LOG, LogLine
 
 request_log = logging.getLogger(REQUEST_LOG)
@@ -44,27 +42,31 @@ class RequestRecord:
     on_close: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     _inflight_expert: str | None = None
     _closed: bool = False
-    _itl: Histogram | None = None  # the inter-token histogram's child for this expert, looked up once per request
+    _series: ExpertSeries | None = None  # the expert's metric children, looked up once per request
 
     def enter_expert(self, expert: str) -> None:
         """Count the request in flight for this expert (moves with a failover)."""
         if self._inflight_expert is not None:
-            self.metrics.inflight.labels(self._inflight_expert).dec()
+            self.metrics.expert(self._inflight_expert).inflight.dec()
         self.expert = expert
         self._inflight_expert = expert
-        self.metrics.inflight.labels(expert).inc()
+        self._series = self.metrics.expert(expert)
+        self._series.inflight.inc()
+
+    def _expert_series(self) -> ExpertSeries:
+        if self._series is None:
+            self._series = self.metrics.expert(self.expert)
+        return self._series
 
     def content(self, now: float | None = None) -> None:
         """One content chunk relayed: feeds TTFT and inter-token latency."""
         now = now if now is not None else time.perf_counter()
         if self.first_token_at is None:
             self.first_token_at = now
-            self.metrics.ttft.labels(self.expert).observe(now - self.started)
+            self._expert_series().ttft.observe(now - self.started)
             self.metrics.recent_ttft.observe(self.expert, now - self.started)
         elif self.last_token_at is not None:
-            if self._itl is None:
-                self._itl = self.metrics.itl.labels(self.expert)
-            self._itl.observe(now - self.last_token_at)
+            self._expert_series().itl.observe(now - self.last_token_at)
         self.last_token_at = now
         self.content_events += 1
 
@@ -91,21 +93,22 @@ class RequestRecord:
         now = time.perf_counter()
         m = self.metrics
         if self._inflight_expert is not None:
-            m.inflight.labels(self._inflight_expert).dec()
-        m.requests.labels(self.expert, self.endpoint, str(self.status)).inc()
+            m.expert(self._inflight_expert).inflight.dec()
+        m.request_count(self.expert, self.endpoint, str(self.status)).inc()
         if self.expert != NO_EXPERT:
-            m.duration.labels(self.expert).observe(now - self.started)
+            series = self._expert_series()
+            series.duration.observe(now - self.started)
             if self.output_tokens is None and self.content_events:
                 self.output_tokens = self.content_events  # no usage from the engine: one token per chunk
             if self.prompt_tokens:
-                m.prompt_tokens.labels(self.expert).inc(self.prompt_tokens)
+                series.prompt_tokens.inc(self.prompt_tokens)
             if self.output_tokens:
-                m.output_tokens.labels(self.expert).inc(self.output_tokens)
+                series.output_tokens.inc(self.output_tokens)
             rate = self._output_rate(now)
             if rate is not None:
-                m.tokens_per_second.labels(self.expert).observe(rate)
+                series.tokens_per_second.observe(rate)
             if self.disconnected:
-                m.client_disconnects.labels(self.expert).inc()
+                series.client_disconnects.inc()
         if request_log.isEnabledFor(logging.INFO):
             request_log.info("%s", LogLine(self.log_fields(now)))  # serialised by the log's writer thread
         for hook in self.on_close:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -17,6 +19,20 @@ _GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0
 _RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 _ROUTING_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+@dataclass(frozen=True)
+class ExpertSeries:
+    """One expert's children of the per-request series, looked up once: `labels()` validates and locks each time."""
+
+    inflight: Any
+    duration: Any
+    ttft: Any
+    itl: Any
+    tokens_per_second: Any
+    prompt_tokens: Any
+    output_tokens: Any
+    client_disconnects: Any
 
 
 class GatewayMetrics:
@@ -88,12 +104,33 @@ class GatewayMetrics:
             "coe_client_disconnects", "Clients that left before their answer ended", ["expert"], registry=r
         )
         self.recent_ttft = RecentLatency()  # for /admin/experts: this process's last time-to-first-token values
+        self._series: dict[str, ExpertSeries] = {}
+        self._request_counts: dict[tuple[str, str, str], Any] = {}
         for name in experts:
             # Present from the start, so dashboards and rate() see zeros rather than gaps.
             self.inflight.labels(name)
             self.expert_up.labels(name)
             self.output_tokens.labels(name)
             self.prompt_tokens.labels(name)
+
+    def expert(self, name: str) -> ExpertSeries:
+        """The expert's per-request series (experts are few and bounded by the registry, so this stays small)."""
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = ExpertSeries(
+                self.inflight.labels(name), self.duration.labels(name), self.ttft.labels(name),
+                self.itl.labels(name), self.tokens_per_second.labels(name), self.prompt_tokens.labels(name),
+                self.output_tokens.labels(name), self.client_disconnects.labels(name),
+            )
+        return series
+
+    def request_count(self, expert: str, endpoint: str, status: str) -> Any:
+        """The `coe_requests_total` child for one outcome, looked up once."""
+        key = (expert, endpoint, status)
+        child = self._request_counts.get(key)
+        if child is None:
+            child = self._request_counts[key] = self.requests.labels(expert, endpoint, status)
+        return child
 
     def exposition(self) -> bytes:
         """The text format; merged across workers when uvicorn runs several (PROMETHEUS_MULTIPROC_DIR)."""
