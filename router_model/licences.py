@@ -8,6 +8,7 @@ PERMISSIVE = frozenset({"MIT", "Apache-2.0", "CC BY 4.0", "CC BY-SA 3.0", "CC BY
 # The router data sets this project knows by name; a source missing here is recorded as "unknown".
 KNOWN_SOURCE_LICENCES: dict[str, str] = {
     "coe_written": "Apache-2.0",  # prompts this project wrote itself (router_model/data/)
+    "coe_written_long": "Apache-2.0",  # the same, as long multi-sentence posts (router_model/data/long_*.jsonl)
     "gsm8k_train": "MIT",
     "math_test": "MIT",
     "humaneval": "MIT",
