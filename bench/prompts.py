@@ -8,6 +8,8 @@ from itertools import zip_longest
 from bench.stack import ROUTER_DATA
 
 LONG_CHARS = 2000  # the gateway classifies at most this much of a turn
+SHORT_CHARS = 300  # longer prompts of the data set (help posts, pasted code) are not "short questions"
+POST_MIN_CHARS = 1500
 
 
 def project_prompts() -> list[str]:
@@ -21,12 +23,18 @@ def project_prompts() -> list[str]:
 
 def short_prompts(limit: int = 64) -> list[str]:
     """Short user questions, as most chat traffic is."""
-    return project_prompts()[:limit]
+    return [p for p in project_prompts() if len(p) <= SHORT_CHARS][:limit]
+
+
+def post_prompts(count: int = 16) -> list[str]:
+    """Long prompts written as one text (help posts, pasted code and logs), cut to the classifier's cap."""
+    posts = [p[:LONG_CHARS] for p in project_prompts() if len(p) >= POST_MIN_CHARS]
+    return posts[:count]
 
 
 def long_prompts(count: int = 16) -> list[str]:
-    """Long pasted text: prompts joined until the classifier's character cap is reached."""
-    prompts = project_prompts()
+    """A worst case: unrelated short questions joined until the classifier's character cap is reached."""
+    prompts = short_prompts(limit=10**9)
     longs = []
     for start in range(count):
         text, index = "", start * 7
@@ -35,3 +43,9 @@ def long_prompts(count: int = 16) -> list[str]:
             index += 1
         longs.append(text[:LONG_CHARS])
     return longs
+
+
+def median_chars(texts: list[str]) -> int:
+    """The median length, for the report's row labels."""
+    lengths = sorted(len(t) for t in texts)
+    return lengths[len(lengths) // 2] if lengths else 0

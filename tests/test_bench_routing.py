@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from bench.modes.routing import STAGES, _row, measure
-from bench.prompts import long_prompts, short_prompts
+from bench.modes.routing import POSTS, SHORT, STAGES, _checks, _row, measure
+from bench.prompts import SHORT_CHARS, long_prompts, post_prompts, short_prompts
 
 
 class StubRouter:
@@ -42,9 +42,21 @@ def test_a_row_reports_p50_and_p99_per_stage() -> None:
     row = _row("r", "short", 1, samples)
     assert row[:4] == ["r", "short", "1", "3"]
     assert row[5] == "2.00 / 2.00"
+    assert row[-1] == "250"  # one thread, 4 ms a decision
+
+
+def test_the_latency_goals_are_judged_on_the_whole_decision() -> None:
+    fast = [{"total": 0.0004}] * 99 + [{"total": 0.0025}]
+    slow = [{"total": 0.0004}] * 90 + [{"total": 0.004}] * 10
+    assert [c.met for c in _checks(SHORT, fast)] == [True, True, True]
+    assert [c.met for c in _checks(SHORT, slow)] == [True, False, False]  # p99 4 ms; 1,300 decisions/s
+    assert [c.met for c in _checks(POSTS, [{"total": 0.006}] * 3)] == [False]
 
 
 def test_prompts_come_from_the_projects_data_and_long_ones_fill_the_cap() -> None:
-    shorts = short_prompts(8)
-    assert len(shorts) == 8 and all(shorts)
+    shorts = short_prompts(64)
+    assert len(shorts) == 64 and all(0 < len(text) <= SHORT_CHARS for text in shorts)
     assert {len(text) for text in long_prompts(3)} == {2000}
+    posts = post_prompts(8)
+    assert len(posts) == 8 and all(1500 <= len(text) <= 2000 for text in posts)
+    assert not set(posts) & set(long_prompts(8))  # one text each, not questions joined

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.context import BenchContext
-from bench.prompts import long_prompts, short_prompts
-from bench.report import Section, Table
+from bench.prompts import long_prompts, median_chars, post_prompts, short_prompts
+from bench.report import Section, Table, TargetCheck
 from bench.stack import train_artifact
 from bench.stats import percentile
 
@@ -55,23 +54,9 @@ def _row(label: str, kind: str, threads: int, samples: list[dict[str, float]]) -
     for stage in STAGES:
         values = [s.get(stage, 0.0) for s in samples]
         cells.append(f"{1000 * percentile(values, 50):.2f} / {1000 * percentile(values, 99):.2f}")
+    busy = sum(s.get("total", 0.0) for s in samples)
+    cells.append(f"{threads * len(samples) / busy:,.0f}" if busy > 0 else "–")
     return cells
-
-
-@contextmanager
-def torch_threads_set(count: int | None) -> Iterator[None]:
-    """Run the block with torch's intra-op threads set to `count` (None: as the library chose)."""
-    if count is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def routers(ctx: BenchContext) -> list[tuple[str, Path]]:
@@ -82,30 +67,60 @@ def routers(ctx: BenchContext) -> list[tuple[str, Path]]:
 
 
 def run(ctx: BenchContext, load: Callable[[Path], Any] | None = None) -> Section:
-    """p50/p99 per stage for short and long queries, single and concurrent, for each router."""
+    """p50/p99 per stage for short questions, long posts and a worst case, single and concurrent, per router."""
     from router_model.cascade import load_router
 
     cfg = ctx.config
     load = load or load_router
-    table = Table(["router", "queries", "threads", "n", *(f"{s} p50 / p99 ms" for s in STAGES)])
-    kinds = {"short (median 38 chars)": short_prompts(), f"long ({len(long_prompts(1)[0])} chars)": long_prompts()}
-    variants: list[tuple[str, Path, int | None]] = [(label, artifact, None) for label, artifact in routers(ctx)]
-    variants.append((f"{variants[0][0]}, torch.set_num_threads(1)", variants[0][1], 1))
-    for label, artifact, torch_threads in variants:
-        with torch_threads_set(torch_threads):
-            router = load(artifact)
-            router.warm()
-            for kind, texts in kinds.items():
-                for threads in (1, cfg.routing_threads):
-                    ctx.say(f"  routing: {label.split(' ')[0]}, {kind.split(' ')[0]}, {threads} thread(s)")
-                    samples = measure(router, texts, cfg.routing_queries, threads, cfg.routing_row_cap_s)
-                    table.rows.append(_row(label, kind, threads, samples))
+    table = Table(["router", "queries", "threads", "n", *(f"{s} p50 / p99 ms" for s in STAGES), "decisions/s"])
+    shorts, posts = short_prompts(), post_prompts()
+    kinds = {
+        SHORT: (f"short (median {median_chars(shorts)} chars)", shorts),
+        POSTS: (f"posts (median {median_chars(posts)} chars, one text each)", posts),
+        "long": (f"long ({len(long_prompts(1)[0])} chars of unrelated questions joined)", long_prompts()),
+    }
+    checks: list[TargetCheck] = []
+    for index, (label, artifact) in enumerate(routers(ctx)):
+        router = load(artifact)
+        router.warm()
+        for key, (kind, texts) in kinds.items():
+            for threads in (1, cfg.routing_threads):
+                ctx.say(f"  routing: {label.split(' ')[0]}, {kind.split(' ')[0]}, {threads} thread(s)")
+                samples = measure(router, texts, cfg.routing_queries, threads, cfg.routing_row_cap_s)
+                table.rows.append(_row(label, kind, threads, samples))
+                if index == 0 and threads == 1:
+                    checks.extend(_checks(key, samples))
     intro = (
-        "In-process `QueryRouter.route_timed` on the project's own prompts (`router_model/data`), "
+        "In-process `route_timed` on the project's own prompts (`router_model/data`): short questions (at most "
+        "300 characters), long prompts written as one text (help posts, pasted code and logs, at least 1,500 "
+        "characters, cut to 2,000) and a worst case of unrelated short questions joined to 2,000 characters, "
         f"up to {cfg.routing_queries} queries or {cfg.routing_row_cap_s:.0f} s per row (n: how many ran), "
         "after a warm-up. With several threads each figure is one query's latency while the others run (the "
-        "gateway classifies in worker threads). The last rows repeat the MiniLM router with torch limited to one "
-        "intra-op thread: on a busy machine, torch's default of one thread per core makes its threads wait for "
-        "each other. The end-to-end cost through the gateway is the `auto` rows of the overhead table."
+        "gateway classifies in worker threads); decisions/s is what those threads completed together per "
+        "second. The stage columns are the first (static) stage's; `total` includes the second stage where the "
+        "first was unsure. The end-to-end cost through the gateway is the `auto` rows of the overhead table."
     )
-    return Section("Routing: cost of a routing decision", intro, [table])
+    return Section("Routing: cost of a routing decision", intro, [table], checks=checks)
+
+
+SHORT, POSTS = "short", "posts"
+
+
+def _checks(key: str, samples: list[dict[str, float]]) -> list[TargetCheck]:
+    """The issue's latency goals for one decision on one thread, default router."""
+    totals = [1000 * s["total"] for s in samples]
+    if not totals:
+        return []
+    p50, p99 = percentile(totals, 50), percentile(totals, 99)
+    if key == SHORT:
+        rate = 1000 * len(totals) / sum(totals)
+        return [
+            TargetCheck("routing: short query, p50 (one thread)", "≤ 1.0 ms", f"{p50:.2f} ms", p50 <= 1.0),
+            TargetCheck("routing: short query, p99 (one thread)", "≤ 3.0 ms", f"{p99:.2f} ms", p99 <= 3.0),
+            TargetCheck("routing: decisions per second, short queries (one thread)", "≥ 2,000", f"{rate:,.0f}",
+                        rate >= 2000),
+        ]
+    if key == POSTS:
+        return [TargetCheck("routing: 2,000-character prompt, p50 (one thread)", "≤ 5.0 ms", f"{p50:.2f} ms",
+                            p50 <= 5.0)]
+    return []
