@@ -44,8 +44,3 @@ def long_prompts(count: int = 16) -> list[str]:
         longs.append(text[:LONG_CHARS])
     return longs
 
-
-def median_chars(texts: list[str]) -> int:
-    """The median length, for the report's row labels."""
-    lengths = sorted(len(t) for t in texts)
-    return lengths[len(lengths) // 2] if lengths else 0

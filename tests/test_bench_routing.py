@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bench.modes.routing import POSTS, SHORT, STAGES, _checks, _row, measure
-from bench.prompts import SHORT_CHARS, long_prompts, post_prompts, short_prompts
+from bench.prompts import SHORT_CHARS, long_prompts, post_prompts, project_prompts, short_prompts
 
 
 class StubRouter:
@@ -59,4 +59,5 @@ def test_prompts_come_from_the_projects_data_and_long_ones_fill_the_cap() -> Non
     assert {len(text) for text in long_prompts(3)} == {2000}
     posts = post_prompts(8)
     assert len(posts) == 8 and all(1500 <= len(text) <= 2000 for text in posts)
-    assert not set(posts) & set(long_prompts(8))  # one text each, not questions joined
+    whole = project_prompts()
+    assert all(any(text.startswith(post) for text in whole) for post in posts)  # one text each, not joined
