@@ -60,14 +60,6 @@ def _body_schema(model: type[Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-def _model_card(expert: ExpertConfig | None, created: int) -> dict[str, Any]:
-    if expert is None:
-        return {"id": ROUTED_MODEL, "object": "model", "created": created, "owned_by": "coe",
-                "description": "Routed: the router picks the expert for each request"}
-    return {"id": expert.name, "object": "model", "created": created, "owned_by": "coe",
-            "description": expert.description, "categories": expert.categories}
-
-
 def _visible(state: GatewayState, caller: Principal | None) -> list[ExpertConfig]:
     allowed = caller.allowed if caller else None
     return [e for e in state.registry.experts if allowed is None or e.name in allowed]
@@ -114,19 +106,19 @@ def build_api() -> APIRouter:
 
     @api.get("/v1/models")
     async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
-        created = int(state.started_at)
-        data = [_model_card(None, created)] + [_model_card(e, created) for e in _visible(state, caller)]
+        created, visible = int(state.started_at), _visible(state, caller)
+        data = [state.cards.routed_card(visible, created)] + [state.cards.card(e, created) for e in visible]
         return {"object": "list", "data": data}
 
     @api.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-        created = int(state.started_at)
+        created, visible = int(state.started_at), _visible(state, caller)
         if model_id == ROUTED_MODEL:
-            return _model_card(None, created)
-        expert = next((e for e in _visible(state, caller) if e.name == model_id), None)
+            return state.cards.routed_card(visible, created)
+        expert = next((e for e in visible if e.name == model_id), None)
         if expert is None:
             raise model_not_found(model_id)
-        return _model_card(expert, created)
+        return state.cards.card(expert, created)
 
     @api.get("/version")
     async def version(state: StateDep) -> Response:

@@ -31,6 +31,7 @@ from gateway.health import HealthBoard
 from gateway.limits import ExpertLimiter, RetryBudget
 from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
+from gateway.model_cards import ModelCards
 from gateway.registry import Registry, load_registry, warn_unclaimed
 from gateway.relay import ActiveStreams
 from gateway.reload import Reloader
@@ -96,14 +97,16 @@ def create_app(
     """A fresh gateway app; the router is loaded and the HTTP client opened in its lifespan."""
     registry = registry or load_registry(settings.experts)
     metrics = GatewayMetrics([e.name for e in registry.experts])
+    cards = ModelCards()
     health = HealthBoard(
         registry.experts, settings.breaker_failures, settings.breaker_cooldown_s,
         on_change=lambda name, up: metrics.expert_up.labels(name).set(1 if up else 0),
         on_replica=lambda name, replica, up: metrics.replica_up.labels(name, replica).set(1 if up else 0),
+        on_models=cards.observe,
     )
     keys = KeyRing.load(settings.api_keys_file) if settings.api_keys_file else None
     access = Access.build(settings.security, keys, metrics)
-    state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys, access)
+    state = GatewayState(settings, registry, metrics, health, ActiveStreams(), keys, access, cards=cards)
     state.sessions = SessionRouter(registry.router.session, metrics.registry)
     state.reloader = Reloader(state, router_loader)
 

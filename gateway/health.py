@@ -60,7 +60,8 @@ class ExpertHealth:
 class HealthBoard:
     """All experts' replica pools with one breaker per replica, and the probe loop that keeps them fresh.
 
-    An expert is up while any of its replicas is; `on_change` hears of the expert, `on_replica` of each replica.
+    An expert is up while any of its replicas is; `on_change` hears of the expert, `on_replica` of each replica,
+    `on_models` of each probe's `/models` answer.
     """
 
     def __init__(
@@ -70,10 +71,12 @@ class HealthBoard:
         cooldown_s: float,
         on_change: Callable[[str, bool], None] | None = None,
         on_replica: Callable[[str, str, bool], None] | None = None,
+        on_models: Callable[[ExpertConfig, bytes], None] | None = None,
     ) -> None:
         self._failures_to_open, self._cooldown_s = failures_to_open, cooldown_s
         self._on_change = on_change or (lambda name, up: None)
         self._on_replica = on_replica or (lambda name, replica, up: None)
+        self._on_models = on_models or (lambda expert, body: None)
         self.pools: dict[str, ReplicaPool] = {}
         for expert in experts:
             self.pools[expert.name] = self._new_pool(expert)
@@ -170,6 +173,8 @@ class HealthBoard:
                 ok, reason = False, f"probe failed: {type(exc).__name__}"
             state.health.probed = True
             if ok:
+                if (pool := self.pools.get(name)) is not None:
+                    self._on_models(pool.expert, response.content)  # what the engine says of its model
                 self.success(name, state.index)
             else:
                 self.failure(name, reason, state.index)

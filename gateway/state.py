@@ -15,6 +15,7 @@ from gateway.contention import Contention
 from gateway.health import HealthBoard
 from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
+from gateway.model_cards import ModelCards
 from gateway.registry import Registry
 from gateway.relay import ActiveStreams
 from gateway.routing import ExpertSelector, Router
@@ -49,6 +50,7 @@ class GatewayState:
     second_stage_budget: WorkBudget | None = None
     contention: Contention | None = None
     started_at: float = field(default_factory=time.time)
+    cards: ModelCards = field(default_factory=ModelCards)  # the engines' model cards, fed by the health probe
 
     def selector(self, registry: Registry, router: Router | None) -> ExpertSelector:
         """A selector over this registry and router that shares the app's load signals (loop lag, CPU budget)."""

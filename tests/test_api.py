@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from tests.fixtures_gateway import FakeStack
@@ -42,3 +44,15 @@ def test_health_and_ready(fake_stack: FakeStack) -> None:
     assert httpx.get(f"{fake_stack.url}/health", timeout=10).json() == {"status": "ok"}
     ready = httpx.get(f"{fake_stack.url}/ready", timeout=10)
     assert ready.status_code == 200 and set(ready.json()["experts"]) == set(fake_stack.engines)
+
+
+def test_model_cards_carry_the_engines_context_length(fake_stack: FakeStack) -> None:
+    fake_stack.engines["math"].max_model_len = 1024
+    state = fake_stack.state
+    probe = state.health.probe_once(state.client, 5.0)
+    asyncio.run_coroutine_threadsafe(probe, state.loop).result(10)  # on the gateway's own loop, as it runs
+    listed = {card["id"]: card for card in httpx.get(f"{fake_stack.url}/v1/models", timeout=10).json()["data"]}
+    assert (listed["code"]["root"], listed["code"]["max_model_len"]) == ("upstream-code", 2048)
+    assert listed["math"]["max_model_len"] == 1024
+    assert listed["auto"]["max_model_len"] == 1024  # any expert may answer a routed request
+    assert httpx.get(f"{fake_stack.url}/v1/models/math", timeout=10).json() == listed["math"]

@@ -7,6 +7,7 @@ times, the `model` field, which names the expert). Greedy decoding makes the tex
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,6 +141,20 @@ def test_engine_endpoints(paths: tuple[str, str]) -> None:
         back = {"model": EXPERT, "tokens": tokens["tokens"]}
         assert client.post(f"{gateway}/detokenize", json=back).json() == client.post(f"{engine}/detokenize",
                                                                                        json=back).json()
+
+
+def test_model_card_keeps_what_the_engine_says(paths: tuple[str, str]) -> None:
+    engine, gateway = paths
+    with httpx.Client(timeout=60) as client:
+        direct = next(c for c in client.get(f"{engine}/v1/models").json()["data"] if c["id"] == EXPERT)
+        for _ in range(50):  # the gateway learns the card from its first health probe, sent as it starts
+            through = client.get(f"{gateway}/v1/models/{EXPERT}").json()
+            if "max_model_len" in through:
+                break
+            time.sleep(0.1)
+    engine_fields = {k: v for k, v in direct.items() if k not in {"object", "owned_by"}}
+    assert comparable({k: through.get(k) for k in engine_fields}) == comparable(engine_fields)
+    assert {"root", "max_model_len"} <= set(engine_fields)  # what vLLM clients read (LoRA adapters: `parent`)
 
 
 @pytest.mark.parametrize("case", sorted(RESPONSES_CASES))

@@ -71,8 +71,10 @@ def _sse(obj: dict[str, Any]) -> bytes:
 class FakeEngine:
     """An ASGI app serving vLLM's chat, completions, models, tokenize, detokenize, version, health, metrics."""
 
-    def __init__(self, served_model: str = "fake-model", behaviour: FakeBehaviour | None = None) -> None:
+    def __init__(self, served_model: str = "fake-model", behaviour: FakeBehaviour | None = None,
+                 max_model_len: int = 2048) -> None:
         self.served_model = served_model
+        self.max_model_len = max_model_len
         self.behaviour = behaviour or FakeBehaviour()
         self.stats = FakeStats()
         self.app = Starlette(routes=[
@@ -91,7 +93,9 @@ class FakeEngine:
 
     async def _models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [
-            {"id": self.served_model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": 2048}
+            {"id": self.served_model, "object": "model", "created": 0, "owned_by": "vllm", "root": self.served_model,
+             "parent": None, "max_model_len": self.max_model_len,
+             "permission": [{"id": "modelperm-0", "object": "model_permission", "allow_sampling": True}]}
         ]})
 
     async def _tokenize(self, request: Request) -> JSONResponse:
@@ -101,7 +105,9 @@ class FakeEngine:
             return JSONResponse({"error": {"message": f"The model `{payload.get('model')}` does not exist.",
                                            "type": "NotFoundError", "param": None, "code": 404}}, status_code=404)
         tokens = list(range(_words(payload)))  # one token per word
-        return JSONResponse({"count": len(tokens), "max_model_len": 2048, "tokens": tokens, "token_strs": None})
+        return JSONResponse(
+            {"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens, "token_strs": None}
+        )
 
     async def _detokenize(self, request: Request) -> JSONResponse:
         payload = await request.json()
