@@ -23,6 +23,7 @@ from gateway.admin_api import build_admin_api
 from gateway.api import build_api
 from gateway.auth import KeyRing
 from gateway.contention import Contention
+from gateway.cors import BrowserCORS
 from gateway.dispatch import Dispatcher
 from gateway.engine_client import EngineClient
 from gateway.engine_transport import EngineTransport
@@ -152,6 +153,7 @@ def create_app(
 
     app = FastAPI(title="CoE gateway", version="0.1.0", lifespan=lifespan)
     app.state.coe = state
+    app.add_middleware(BrowserCORS, settings=settings)
     app.include_router(build_api())
     app.include_router(build_admin_api())
     _install_error_handlers(app)

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         default=2.0, ge=0,
         description="wall over CPU time of second-stage calls past which it is skipped: cores busy (0: never)")
 
+    # Browsers' cross-origin rules: vLLM's flags (`--allowed-origins` etc.) with its defaults, so that a web app
+    # allowed by an engine is allowed by the gateway the same way. No origin is allowed until one is listed
+    # (`["*"]` for any); callers send their key or token in `Authorization`, which `*` headers allow.
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    cors_allowed_methods: list[str] = Field(default_factory=lambda: ["*"])
+    cors_allowed_headers: list[str] = Field(default_factory=lambda: ["*"])
+
     api_keys_file: Path | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)  # roles, tokens, limits, audit, guard
 

@@ -157,6 +157,23 @@ def test_model_card_keeps_what_the_engine_says(paths: tuple[str, str]) -> None:
     assert {"root", "max_model_len"} <= set(engine_fields)  # what vLLM clients read (LoRA adapters: `parent`)
 
 
+def test_browsers_get_the_engines_cors_answers(paths: tuple[str, str]) -> None:
+    preflight = {"origin": "https://chat.example", "access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization, content-type"}
+    body = {"model": EXPERT, "prompt": "Hi", "max_tokens": 2}
+
+    def cors(response: httpx.Response) -> tuple[int, dict[str, str]]:
+        return response.status_code, {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
+
+    with httpx.Client(timeout=60) as client:
+        answers = [client.options(f"{root}/v1/completions", headers=preflight) for root in paths]
+        assert cors(answers[1]) == cors(answers[0])  # no origin allowed by default: 400, as vLLM answers
+        assert answers[1].text == answers[0].text
+        posts = [cors(client.post(f"{root}/v1/completions", json=body, headers={"origin": "https://chat.example"}))
+                 for root in paths]
+        assert posts[1] == posts[0]
+
+
 @pytest.mark.parametrize("case", sorted(RESPONSES_CASES))
 def test_responses(paths: tuple[str, str], case: str) -> None:
     assert_same(*both(paths, "/v1/responses", RESPONSES_CASES[case]))
