@@ -19,6 +19,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fixtures_engines import LocalEngines
 from tests.observe import sse_events
+from tests.test_cors import PREFLIGHT
 
 pytestmark = pytest.mark.vllm
 
@@ -158,15 +159,13 @@ def test_model_card_keeps_what_the_engine_says(paths: tuple[str, str]) -> None:
 
 
 def test_browsers_get_the_engines_cors_answers(paths: tuple[str, str]) -> None:
-    preflight = {"origin": "https://chat.example", "access-control-request-method": "POST",
-                 "access-control-request-headers": "authorization, content-type"}
     body = {"model": EXPERT, "prompt": "Hi", "max_tokens": 2}
 
     def cors(response: httpx.Response) -> tuple[int, dict[str, str]]:
         return response.status_code, {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
 
     with httpx.Client(timeout=60) as client:
-        answers = [client.options(f"{root}/v1/completions", headers=preflight) for root in paths]
+        answers = [client.options(f"{root}/v1/completions", headers=PREFLIGHT) for root in paths]
         assert cors(answers[1]) == cors(answers[0])  # no origin allowed by default: 400, as vLLM answers
         assert answers[1].text == answers[0].text
         posts = [cors(client.post(f"{root}/v1/completions", json=body, headers={"origin": "https://chat.example"}))
