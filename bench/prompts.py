@@ -43,4 +43,3 @@ def long_prompts(count: int = 16) -> list[str]:
             index += 1
         longs.append(text[:LONG_CHARS])
     return longs
-

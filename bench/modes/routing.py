@@ -111,7 +111,6 @@ def run(ctx: BenchContext, load: Callable[[Path], Any] | None = None) -> Section
     return Section("Routing: cost of a routing decision", intro, [table], checks=checks)
 
 
-
 def _checks(key: str, samples: list[dict[str, float]]) -> list[TargetCheck]:
     """The issue's latency goals for one decision on one thread, default router."""
     totals = [1000 * s["total"] for s in samples]
