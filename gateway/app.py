@@ -14,7 +14,7 @@ import anyio.to_thread
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
@@ -63,23 +63,23 @@ def load_query_router(artifact: Path) -> Router:
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error leaves in the OpenAI shape, including FastAPI's own 404/405/422."""
 
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+    async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, APIError)
         return exc.response()
 
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         message = {404: f"Unknown path {request.url.path}", 405: "Method not allowed"}.get(exc.status_code)
         return APIError(exc.status_code, message or str(exc.detail)).response(dict(exc.headers or {}))
 
-    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first: dict[str, Any] = next(iter(exc.errors()), {})
         param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
         detail = first.get("msg", "not what this endpoint accepts")
         return APIError(400, f"Invalid value for '{param or 'request'}': {detail}.", param=param).response()
 
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
         return APIError(500, "The gateway failed unexpectedly.", code="internal_error").response()
 

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 _TYPE_FOR_STATUS = {
     400: "invalid_request_error",
@@ -40,6 +40,7 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -48,14 +49,18 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+        self.raw = raw  # an engine's own OpenAI-shaped error body, answered byte for byte
 
     def body(self) -> dict[str, Any]:
         """The JSON body."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
-    def response(self, extra_headers: dict[str, str] | None = None) -> JSONResponse:
-        """A JSON response carrying this error."""
-        return JSONResponse(self.body(), status_code=self.status, headers={**self.headers, **(extra_headers or {})})
+    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
+        """A JSON response carrying this error: the engine's bytes where it answered in the OpenAI shape."""
+        headers = {**self.headers, **(extra_headers or {})}
+        if self.raw is not None:
+            return Response(self.raw, status_code=self.status, media_type="application/json", headers=headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
     def sse_event(self) -> bytes:
         """This error as one server-sent event, for failures after a stream has started."""
@@ -78,13 +83,18 @@ def model_not_found(requested: str) -> APIError:
     )
 
 
+_OPENAI_FIELDS = frozenset({"message", "type", "param", "code"})
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
 def upstream_error(status: int, body: bytes, content_type: str = "") -> APIError:
-    """Normalise an engine's error body (nested, flat, bare string, HTML) into our shape, keeping its message."""
+    """An engine's error: a 4xx in the OpenAI shape kept as sent; any other body (flat, bare string, HTML, a 5xx)
+    put into our shape, keeping its message."""
     message: str | None = None
+    raw: bytes | None = None
     err_type: str | None = None
     param: str | None = None
     code: str | None = None
@@ -101,6 +111,8 @@ def upstream_error(status: int, body: bytes, content_type: str = "") -> APIError
             err_type = _text(inner.get("type"))
             param = _text(inner.get("param"))
             code = inner.get("code") if isinstance(inner.get("code"), str) else None
+            if inner is not parsed and message is not None and status < 500 and _OPENAI_FIELDS <= inner.keys():
+                raw = body  # the client's own mistake, judged by the engine: its words and names, unchanged
         else:
             message = _text(inner)
         if message is None:
@@ -115,5 +127,5 @@ def upstream_error(status: int, body: bytes, content_type: str = "") -> APIError
     if message is None:
         message = f"The expert's engine answered HTTP {status}."
     if not (err_type and re.fullmatch(r"[a-z]+(_[a-z]+)*", err_type)) or err_type == "error":
-        err_type = error_type_for(status)  # vLLM says e.g. "BadRequestError"; clients expect OpenAI's names
-    return APIError(status, message, type=err_type, param=param, code=code)
+        err_type = error_type_for(status)  # what we write ourselves uses OpenAI's names
+    return APIError(status, message, type=err_type, param=param, code=code, raw=raw)

@@ -1,6 +1,8 @@
-"""Engine error bodies of every shape become one OpenAI error shape."""
+"""Engine error bodies: a 4xx in the OpenAI shape kept byte for byte, every other shape made into it."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -27,6 +29,25 @@ def test_upstream_shapes(status: int, body: bytes, content_type: str, message: s
     assert message in error.message
     assert error.type == type_
     assert set(error.body()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_an_engines_openai_shaped_4xx_is_answered_byte_for_byte() -> None:
+    body = b'{"error":{"message":"bad max_tokens","type":"BadRequestError","param":"max_tokens","code":400}}'
+    response = upstream_error(400, body, "application/json").response({"x-request-id": "r1"})
+    assert response.body == body and response.status_code == 400
+    assert response.headers["content-type"] == "application/json" and response.headers["x-request-id"] == "r1"
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (502, b'{"error":{"message":"engine crashed","type":"InternalServerError","param":null,"code":500}}'),
+    (400, b'{"object":"error","message":"flat","type":"BadRequestError","param":null,"code":400}'),
+    (400, b'{"error":{"message":"","type":"BadRequestError","param":null,"code":400}}'),
+    (429, b'{"error":{"message":"slow down"}}'),
+])
+def test_other_engine_errors_are_put_in_our_shape(status: int, body: bytes) -> None:
+    response = upstream_error(status, body, "application/json").response()
+    assert response.body != body
+    assert set(json.loads(response.body)["error"]) == {"message", "type", "param", "code"}
 
 
 def test_param_is_kept_and_int_code_dropped() -> None:

@@ -67,7 +67,7 @@ def test_errors_before_headers(fake_stack: FakeStack, fault: str, pinned_status:
 def test_engine_client_errors_keep_their_message(fake_stack: FakeStack, fault: str) -> None:
     fake_stack.engines["code"].behaviour.fault = fault
     error = assert_openai_error(ask(fake_stack, "auto"), 400)
-    assert error["type"] == "invalid_request_error"
+    assert error["type"] == ("BadRequestError" if fault == "status_400" else "invalid_request_error")
     assert error["message"] in {"flat shaped error", "a bare string error", "max_tokens is too large"}
     # The client's mistake, not an expert fault: counted apart, the breaker left alone.
     assert sample(fake_stack, "coe_engine_rejections_total", expert="code", status="400") == 1

@@ -129,7 +129,7 @@ def test_the_engines_400s_reach_the_client_as_openai_errors(
         client_for(fake_stack).chat.completions.create(model="auto", **kwargs)  # type: ignore[call-overload]
     error = caught.value.body
     assert isinstance(error, dict)
-    assert error["type"] == "invalid_request_error"
+    assert error["type"] == "BadRequestError" and error["code"] == 400, "the engine's own names, unchanged"
     assert error["param"] == param
     assert sum(engine.stats.requests for engine in fake_stack.engines.values()) == 1, "the engine judged it"
 
@@ -157,8 +157,8 @@ def test_engine_4xx_is_passed_on_with_its_message(fake_stack: FakeStack) -> None
         client_for(fake_stack).chat.completions.create(model="code", messages=[{"role": "user", "content": "x"}])
     error = caught.value.body
     assert isinstance(error, dict)
-    assert error["message"] == "max_tokens is too large"
-    assert error["type"] == "invalid_request_error" and error["param"] == "max_tokens"
+    assert error == {"message": "max_tokens is too large", "type": "BadRequestError", "param": "max_tokens",
+                     "code": 400}
 
 
 def test_request_id_is_kept_and_passed_upstream(fake_stack: FakeStack) -> None:
