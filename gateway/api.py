@@ -74,6 +74,11 @@ def build_api() -> APIRouter:
         caller, service = await _caller_and_service(request)
         return await service.chat(request, caller)
 
+    @api.post("/v1/chat/completions/batch")
+    async def chat_batch(request: Request) -> Response:
+        caller, service = await _caller_and_service(request)
+        return await service.chat_batch(request, caller)
+
     @api.post("/v1/completions", openapi_extra=_body_schema(CompletionBody))
     async def completions(request: Request) -> Response:
         caller, service = await _caller_and_service(request)

@@ -14,6 +14,7 @@ from gateway.protocol import (
     CompletionRequest,
     ParsedRequest,
     parse_chat,
+    parse_chat_batch,
     parse_completion,
     parse_tokenize,
 )
@@ -36,6 +37,7 @@ class Endpoint(Generic[R]):
 
 
 CHAT = Endpoint[ChatCompletionRequest]("chat", "/chat/completions", parse_chat)
+CHAT_BATCH = Endpoint[ChatCompletionRequest]("chat_batch", "/chat/completions/batch", parse_chat_batch)
 COMPLETIONS = Endpoint[CompletionRequest]("completions", "/completions", parse_completion)
 RESPONSES = Endpoint[ChatCompletionRequest]("responses", "/responses", parse_chat, events=RESPONSES_EVENTS)
 MESSAGES = Endpoint[ChatCompletionRequest]("messages", "/messages", parse_chat, events=MESSAGES_EVENTS)

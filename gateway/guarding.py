@@ -14,6 +14,11 @@ from gateway.protocol import ChatCompletionRequest, CompletionRequest, ParsedReq
 R = TypeVar("R", bound=ParsedRequest)
 
 
+def _flattened(items: list[Any]) -> list[Any]:
+    """Messages, with the conversations of a batch request (lists of messages) opened up."""
+    return [m for item in items for m in (item if isinstance(item, list) else (item,))]
+
+
 def text_size(payload: dict[str, Any]) -> int:
     """About how many characters the guard will scan (message contents, text parts, prompts)."""
     size = 0
@@ -21,7 +26,7 @@ def text_size(payload: dict[str, Any]) -> int:
         items = payload.get(key)
         if isinstance(items, str):
             size += len(items)
-        for item in items if isinstance(items, list) else ():
+        for item in _flattened(items) if isinstance(items, list) else ():
             content = item.get("content", item.get("text")) if isinstance(item, dict) else None
             if isinstance(content, str):
                 size += len(content)

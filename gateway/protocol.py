@@ -135,6 +135,8 @@ def turns_of(payload: dict[str, Any]) -> tuple[Turn, ...]:
     user turn) or a list of items, of which those with a role are messages.
     """
     messages = payload.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], list):
+        messages = messages[0]  # a batch of conversations (vLLM's `/v1/chat/completions/batch`): the first one
     if messages is None:
         messages = payload.get("input")
         if isinstance(messages, str):
@@ -144,6 +146,14 @@ def turns_of(payload: dict[str, Any]) -> tuple[Turn, ...]:
         for m in (messages if isinstance(messages, list) else ())
         if isinstance(m, dict) and isinstance(m.get("role"), str)
     )
+
+
+def parse_chat_batch(body: bytes) -> ChatCompletionRequest:
+    """vLLM's `/v1/chat/completions/batch`: conversations answered together, routed on the first; never a stream
+    (the engine refuses `stream` in its own words)."""
+    payload = parse_json_body(body)
+    model, _, _ = _common({"model": payload.get("model")})
+    return ChatCompletionRequest(payload, model, False, False, turns_of(payload))
 
 
 def parse_completion(body: bytes) -> CompletionRequest:

@@ -16,6 +16,7 @@ from gateway.accounting import RequestRecord
 from gateway.dispatch import Dispatched, Dispatcher
 from gateway.endpoints import (
     CHAT,
+    CHAT_BATCH,
     COMPLETIONS,
     CONVERSATIONS,
     COUNT_TOKENS,
@@ -114,6 +115,10 @@ class CompletionService:
     async def count_tokens(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /v1/messages/count_tokens`: the chosen expert's count for a Messages request."""
         return await self._serve(request, COUNT_TOKENS, caller)
+
+    async def chat_batch(self, request: Request, caller: Principal | None = None) -> Response:
+        """`POST /v1/chat/completions/batch` (vLLM's): several conversations answered by one expert."""
+        return await self._serve(request, CHAT_BATCH, caller)
 
     async def tokenize(self, request: Request, caller: Principal | None = None) -> Response:
         """`POST /tokenize`: the chosen expert's tokenizer (an expert's name, or routed like a request)."""

@@ -50,6 +50,13 @@ COMPLETION_CASES: dict[str, dict[str, Any]] = {
     "prompt_embeds_only": {"prompt_embeds": "bm90IGEgdGVuc29y", "max_tokens": 4},
 }
 
+# vLLM's own batch of conversations, answered together (one choice per conversation).
+BATCH_CASES: dict[str, dict[str, Any]] = {
+    "two_conversations": {"messages": [USER, [{"role": "user", "content": "Name a fruit."}]], "max_tokens": 6},
+    "streamed": {"messages": [USER], "max_tokens": 4, "stream": True},
+    "not_a_list_of_conversations": {"messages": USER, "max_tokens": 4},
+}
+
 # The engine's other conversation APIs (OpenAI's Responses API, Anthropic's Messages API), as vLLM serves them.
 RESPONSES_CASES: dict[str, dict[str, Any]] = {
     "text_input": {"input": "Name three colours.", "max_output_tokens": 12},
@@ -109,6 +116,14 @@ def test_chat(paths: tuple[str, str], case: str) -> None:
 @pytest.mark.parametrize("case", sorted(COMPLETION_CASES))
 def test_completions(paths: tuple[str, str], case: str) -> None:
     assert_same(*both(paths, "/v1/completions", COMPLETION_CASES[case]))
+
+
+@pytest.mark.parametrize("case", sorted(BATCH_CASES))
+def test_chat_batch(paths: tuple[str, str], case: str) -> None:
+    direct, through = both(paths, "/v1/chat/completions/batch", BATCH_CASES[case])
+    assert_same(direct, through)
+    if case == "two_conversations":
+        assert len(through.json()["choices"]) == 2
 
 
 def streamed_text(response: httpx.Response) -> tuple[str, list[Any], Any]:

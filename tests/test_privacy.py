@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import APIError
+from gateway.guarding import text_size
 from gateway.privacy.detectors import card_ok, find_all, iban_ok, luhn_ok
 from gateway.privacy.guard import PrivacyGuard
 from gateway.privacy.measure import load_set, score
@@ -87,3 +88,12 @@ def test_responses_input_and_instructions_and_messages_system_are_guarded() -> N
     messages = {"system": [{"type": "text", "text": "user is c@z.net"}],
                 "messages": [{"role": "user", "content": "hi"}]}
     assert PrivacyGuard().apply(messages, "redact").payload["system"][0]["text"] == "user is <EMAIL_1>"
+
+
+def test_every_conversation_of_a_batch_is_guarded() -> None:
+    batch = {"model": "auto", "messages": [[{"role": "user", "content": "mail a@x.com"}],
+                                           [{"role": "user", "content": [{"type": "text", "text": "b@y.org"}]}]]}
+    result = PrivacyGuard().apply(batch, "redact")
+    assert result.payload["messages"] == [[{"role": "user", "content": "mail <EMAIL_1>"}],
+                                          [{"role": "user", "content": [{"type": "text", "text": "<EMAIL_2>"}]}]]
+    assert text_size(batch) == len("mail a@x.com") + len("b@y.org")

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.dispatch import upstream_body
 from gateway.errors import APIError
-from gateway.protocol import Turn, parse_chat, parse_completion, parse_tokenize
+from gateway.protocol import Turn, parse_chat, parse_chat_batch, parse_completion, parse_tokenize
 from gateway.registry import ExpertConfig
 
 
@@ -103,3 +103,13 @@ def test_usage_is_asked_for_only_on_chat_and_completion_streams() -> None:
     assert json.loads(upstream_body(request, expert))["stream_options"] == {"include_usage": True}
     typed = json.loads(upstream_body(request, expert, stream_usage=False))
     assert typed == {"model": "up/code", "stream": True, "input": "hi"}  # the Responses/Messages body, as sent
+
+
+def test_a_batch_of_conversations_is_routed_on_the_first_and_never_streamed() -> None:
+    body = {"model": "auto", "stream": True, "messages": [
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "fix my python loop"}],
+        [{"role": "user", "content": "what is a tort"}]]}
+    parsed = parse_chat_batch(json.dumps(body).encode())
+    assert parsed.turns == (Turn("system", "be brief"), Turn("user", "fix my python loop"))
+    assert not parsed.stream and parsed.payload == body  # `stream` is the engine's to refuse
+    assert parse_chat_batch(b'{"messages": []}').turns == () and parse_chat_batch(b"{}").model == "auto"

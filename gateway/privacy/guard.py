@@ -107,6 +107,8 @@ class PrivacyGuard:
         return part
 
     def _message(self, message: Any, redactor: Redactor | None, found: Counter[str]) -> Any:
+        if isinstance(message, list):  # one conversation of vLLM's `/v1/chat/completions/batch`
+            return [self._message(m, redactor, found) for m in message]
         if not isinstance(message, dict):
             return message
         content = message.get("content")
