@@ -83,10 +83,13 @@ class Dispatcher:
     async def dispatch(
         self, choice: ExpertChoice, request: ParsedRequest, path: str, record: RequestRecord,
         resources: AsyncExitStack, request_id: str, on_root: bool = False, stream_usage: bool = True,
+        content_type: str = "application/json",
     ) -> Dispatched:
-        """Open the first candidate that answers; the slot and response are released by `resources`."""
+        """Open the first candidate that answers; the slot and response are released by `resources`.
+
+        `content_type` is the client's own: the engine judges it (vLLM refuses all but JSON, in its words)."""
         self.budget.request()
-        headers = {"content-type": "application/json", "x-request-id": request_id}
+        headers = {"content-type": content_type, "x-request-id": request_id}
         return await self.open_first(
             self.usable(choice), lambda expert: upstream_body(request, expert, stream_usage), path, headers, record,
             resources,

@@ -145,7 +145,7 @@ class CompletionService:
             self._record_choice(record, choice)
             dispatched = await self.dispatcher.dispatch(
                 choice, parsed, endpoint.path, record, resources, request_id, endpoint.on_root,
-                stream_usage=endpoint.events is None,
+                stream_usage=endpoint.events is None, content_type=http.headers.get("content-type", ""),
             )
             headers = decision_headers(choice, dispatched, request_id)
             resumer = self.resumer if endpoint in (CHAT, COMPLETIONS) else None

@@ -126,6 +126,20 @@ def test_chat_batch(paths: tuple[str, str], case: str) -> None:
         assert len(through.json()["choices"]) == 2
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_another_type_is_judged_by_the_engine(
+    paths: tuple[str, str], content_type: str | None
+) -> None:
+    engine, gateway = paths
+    body = json.dumps({"model": EXPERT, "messages": USER, "max_tokens": 4}).encode()
+    headers = {} if content_type is None else {"content-type": content_type}
+    with httpx.Client(timeout=300) as client:
+        direct = client.post(f"{engine}/v1/chat/completions", content=body, headers=headers)
+        through = client.post(f"{gateway}/v1/chat/completions", content=body, headers=headers)
+    assert direct.status_code == 400
+    assert_same(direct, through)
+
+
 def streamed_text(response: httpx.Response) -> tuple[str, list[Any], Any]:
     events = [e for e in sse_events(response.content) if e != "[DONE]"]
     text = "".join((c.get("delta", {}).get("content") or c.get("text") or "") for e in events for c in e["choices"])
