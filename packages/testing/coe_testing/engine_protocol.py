@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 from starlette.responses import JSONResponse
 
@@ -160,3 +160,11 @@ def check_request(payload: Any, chat: bool) -> JSONResponse | None:
     except APIError as error:
         return engine_error(error)
     return None
+
+
+_STREAM_FLAG: TypeAdapter[bool | None] = TypeAdapter(bool | None)
+
+
+def wants_stream(payload: dict[str, Any]) -> bool:
+    """`stream` read as the engine's schema reads it (pydantic's lax booleans: "0" and "false" are false)."""
+    return bool(_STREAM_FLAG.validate_python(payload.get("stream")))

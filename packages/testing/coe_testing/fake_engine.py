@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from coe_testing.engine_protocol import check_request
+from coe_testing.engine_protocol import check_request, wants_stream
 
 # Faults a test can ask for; each mimics something engines or proxies really do.
 FAULTS = (
@@ -149,7 +149,7 @@ class FakeEngine:
             return JSONResponse({"error": {"message": f"The model `{payload.get('model')}` does not exist.",
                                            "type": "NotFoundError", "param": None, "code": 404}}, status_code=404)
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:16]
-        if payload.get("stream"):
+        if wants_stream(payload):  # checked above, so a valid flag
             return StreamingResponse(self._stream(payload, ident, chat), media_type="text/event-stream")
         if b.fault == "reset_mid":
             return StreamingResponse(self._cut_whole(self._whole(payload, ident, chat)), media_type="application/json")
