@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from gateway.direct_routes import DirectRoute, Handler
 from gateway.errors import APIError, model_not_found
 from gateway.identity import Principal
 from gateway.openapi import ChatCompletionBody, CompletionBody
@@ -56,6 +58,16 @@ async def _caller_and_service(request: Request) -> tuple[Principal | None, Compl
     return caller, await get_service(state)
 
 
+def _direct_post(api: APIRouter, path: str, **options: Any) -> Callable[[Handler], Handler]:
+    """Register `POST path` as a DirectRoute (served by `DirectRoutes` ahead of the app's routing)."""
+
+    def register(handler: Handler) -> Handler:
+        api.add_api_route(path, handler, methods=["POST"], route_class_override=DirectRoute, **options)
+        return handler
+
+    return register
+
+
 def _body_schema(model: type[Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
@@ -69,42 +81,42 @@ def build_api() -> APIRouter:
     """The route table."""
     api = APIRouter()
 
-    @api.post("/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionBody))
+    @_direct_post(api, "/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionBody))
     async def chat_completions(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.chat(request, caller)
 
-    @api.post("/v1/chat/completions/batch")
+    @_direct_post(api, "/v1/chat/completions/batch")
     async def chat_batch(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.chat_batch(request, caller)
 
-    @api.post("/v1/completions", openapi_extra=_body_schema(CompletionBody))
+    @_direct_post(api, "/v1/completions", openapi_extra=_body_schema(CompletionBody))
     async def completions(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.completions(request, caller)
 
-    @api.post("/v1/responses")
+    @_direct_post(api, "/v1/responses")
     async def responses(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.responses(request, caller)
 
-    @api.post("/v1/messages")
+    @_direct_post(api, "/v1/messages")
     async def messages(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.messages(request, caller)
 
-    @api.post("/v1/messages/count_tokens")
+    @_direct_post(api, "/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.count_tokens(request, caller)
 
-    @api.post("/tokenize")
+    @_direct_post(api, "/tokenize")
     async def tokenize(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.tokenize(request, caller)
 
-    @api.post("/detokenize")
+    @_direct_post(api, "/detokenize")
     async def detokenize(request: Request) -> Response:
         caller, service = await _caller_and_service(request)
         return await service.detokenize(request, caller)
@@ -134,7 +146,8 @@ def build_api() -> APIRouter:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.api_route("/ping", methods=["GET", "POST"])
+    @api.get("/ping", operation_id="ping_get")  # one id per method: the schema warns on a shared one
+    @api.post("/ping", operation_id="ping_post")
     async def ping() -> Response:
         """vLLM's (and SageMaker's) liveness probe: 200 with an empty body, as the engine answers it."""
         return Response(status_code=200)

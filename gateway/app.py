@@ -24,6 +24,7 @@ from gateway.api import build_api
 from gateway.auth import KeyRing
 from gateway.contention import Contention
 from gateway.cors import BrowserCORS
+from gateway.direct_routes import DirectRoutes
 from gateway.dispatch import Dispatcher
 from gateway.engine_client import EngineClient
 from gateway.engine_transport import EngineTransport
@@ -154,6 +155,7 @@ def create_app(
     app = FastAPI(title="CoE gateway", version="0.1.0", lifespan=lifespan)
     app.state.coe = state
     app.add_middleware(BrowserCORS, settings=settings)
+    app.add_middleware(DirectRoutes, routes=app.router.routes)  # outermost: the completion endpoints' hot path
     app.include_router(build_api())
     app.include_router(build_admin_api())
     _install_error_handlers(app)
