@@ -68,17 +68,20 @@ class EngineTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme != "http":
             return await self._other.handle_async_request(request)
-        timeout = request.extensions.get("timeout", {})
-        origin = (url.host, url.port or 80)
         message = _head(request) + await request.aread()
-        await self._take_slot(timeout.get("pool"))
+        return await self.open((url.host, url.port or 80), message, request.extensions.get("timeout", {}))
+
+    async def open(self, origin: Origin, message: bytes, limits: dict[str, float | None]) -> httpx.Response:
+        """Send a request already on the wire's terms (`message`: head and body) and return its response;
+        `limits` are the seconds httpx would take from the request's timeout extension."""
+        await self._take_slot(limits.get("pool"))
         try:
-            connection = await self._send(origin, message, timeout.get("connect"), timeout.get("read"))
+            connection = await self._send(origin, message, limits.get("connect"), limits.get("read"))
         except BaseException:
             self._slots.release()
             raise
         return httpx.Response(connection.status, headers=connection.headers,
-                              stream=_Body(self, connection, timeout.get("read")),
+                              stream=_Body(self, connection, limits.get("read")),
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def _send(self, origin: Origin, message: bytes, connect_s: float | None,
