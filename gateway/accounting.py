@@ -110,7 +110,9 @@ class RequestRecord:
             if self.disconnected:
                 series.client_disconnects.inc()
         if request_log.isEnabledFor(logging.INFO):
-            request_log.info("%s", LogLine(self.log_fields(now)))  # serialised by the log's writer thread
+            # Handed over as a ready record: `Logger.info` would also walk the stack to find its caller.
+            request_log.handle(logging.LogRecord(REQUEST_LOG, logging.INFO, __file__, 0, "%s",
+                                                 (LogLine(self.log_fields(now)),), None))
         for hook in self.on_close:
             try:
                 hook(self)
