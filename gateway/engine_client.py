@@ -34,7 +34,7 @@ class EngineClient:
     def __init__(self, transport: httpx.AsyncBaseTransport, max_urls: int = 1024) -> None:
         self.transport = transport
         self._urls: dict[str, _Target] = {}
-        self._raw = isinstance(transport, EngineTransport)
+        self._own = transport if isinstance(transport, EngineTransport) else None
         self._max_urls = max_urls
 
     def _url(self, url: str) -> _Target:
@@ -49,7 +49,7 @@ class EngineClient:
         """Send `body`; the response's body is left to stream. `connect_s` bounds the wait for a connection."""
         timeout = {"connect": connect_s, "read": None, "write": connect_s, "pool": connect_s}
         target = self._url(url)
-        if self._raw and target.origin is not None:
+        if self._own is not None and target.origin is not None:
             lines = [target.prefix]
             for name, value in headers.items():
                 if "\r" in value or "\n" in value:
@@ -57,7 +57,7 @@ class EngineClient:
                 lines.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
             lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
             lines.append(body)
-            return await self.transport.open(target.origin, b"".join(lines), timeout)  # type: ignore[attr-defined]
+            return await self._own.open(target.origin, b"".join(lines), timeout)
         request = httpx.Request("POST", target.url, content=body, headers=headers, extensions={"timeout": timeout})
         response = await self.transport.handle_async_request(request)
         response.request = request

@@ -39,12 +39,17 @@ from gateway.settings import Settings
 from gateway.sse import ModelRewriter, StreamTap, answer_text
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_KEY = "coe.request_id"
 
 
 def request_id_of(request: Request) -> str:
-    """The client's `x-request-id` when it is a sane token, else a new one."""
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    """The client's `x-request-id` when it is a sane token, else a new one; the same for the whole request
+    (authentication asks first, the service again)."""
+    known: str | None = request.scope.get(_REQUEST_ID_KEY)
+    if known is None:
+        given = request.headers.get("x-request-id", "")
+        known = request.scope[_REQUEST_ID_KEY] = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return known
 
 
 async def read_body(request: Request, limit: int) -> bytes:

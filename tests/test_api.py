@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from starlette.requests import Request
 
+from gateway.serving import request_id_of
 from tests.fixtures_gateway import FakeStack
 
 
@@ -56,3 +58,13 @@ def test_model_cards_carry_the_engines_context_length(fake_stack: FakeStack) -> 
     assert listed["math"]["max_model_len"] == 1024
     assert listed["auto"]["max_model_len"] == 1024  # any expert may answer a routed request
     assert httpx.get(f"{fake_stack.url}/v1/models/math", timeout=10).json() == listed["math"]
+
+
+def test_a_request_keeps_one_id_from_authentication_to_the_answer() -> None:
+    anonymous = Request({"type": "http", "headers": []})
+    first = request_id_of(anonymous)
+    assert len(first) == 32 and request_id_of(anonymous) == first  # made once, not once per caller
+    given = Request({"type": "http", "headers": [(b"x-request-id", b"client-7")]})
+    assert request_id_of(given) == "client-7"
+    odd = Request({"type": "http", "headers": [(b"x-request-id", b"no spaces allowed")]})
+    assert request_id_of(odd) != "no spaces allowed" and request_id_of(odd) == request_id_of(odd)
