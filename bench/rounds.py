@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -34,6 +35,7 @@ class Measurement:
     result: LoadResult
     cpu_s: float | None
     upstream_closes: int | None = None
+    client_cpu_s: float | None = None  # the load generator's own CPU (this process), to see what it takes
 
 
 async def run_rounds(
@@ -54,11 +56,13 @@ async def run_rounds(
                 spec = spec_for(target, streams)
                 before = target.server.cpu_seconds() if target.server else None
                 closed_before = time_wait_sockets(target.upstream_port) if target.upstream_port else set()
+                client_before = time.process_time()
                 result = await run_load(spec)
+                client_cpu = time.process_time() - client_before
                 cpu = target.server.cpu_seconds() - before if target.server and before is not None else None
                 closes = (len(time_wait_sockets(target.upstream_port) - closed_before)
                           if target.upstream_port else None)
-                measurements.append(Measurement(target.name, streams, index, result, cpu, closes))
+                measurements.append(Measurement(target.name, streams, index, result, cpu, closes, client_cpu))
             say(f"  round {index + 1}/{rounds}, {streams} streams: "
                 + ", ".join(f"{m.target} {_ttft_ms(m):.1f} ms" for m in measurements[-len(targets):]))
     return measurements
@@ -136,6 +140,12 @@ class Comparison:
         return Spread.of([1000 * m.cpu_s / len(m.result.samples) for r in self.rounds
                           if (m := self._by_key.get((target, streams, r))) is not None
                           and m.cpu_s is not None and m.result.samples])
+
+    def client_cpu_ms_per_request(self, target: str, streams: int) -> Spread:
+        """Per round: the load generator's CPU time over the requests it sent to the target, in ms."""
+        return Spread.of([1000 * m.client_cpu_s / len(m.result.samples) for r in self.rounds
+                          if (m := self._by_key.get((target, streams, r))) is not None
+                          and m.client_cpu_s is not None and m.result.samples])
 
     def upstream_closes_per_request(self, target: str, streams: int) -> Spread:
         """Per round: connections to the engine the target closed, per request (0 when it pools them)."""

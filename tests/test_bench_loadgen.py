@@ -9,7 +9,8 @@ import pytest
 
 from bench.loadgen import LoadResult, LoadSpec, RequestSample, run_load
 from bench.loopback import NotLoopbackError, require_loopback
-from bench.rounds import Comparison, Measurement
+from bench.modes.overhead import readings
+from bench.rounds import Comparison, Measurement, Target, run_rounds
 from bench.stats import Spread, percentile
 from coe_testing.fake_engine import FakeBehaviour, FakeEngine
 from coe_testing.servers import ServerThread
@@ -118,3 +119,24 @@ def test_side_by_side_rows_share_one_shape() -> None:
     assert direct[:2] == ["1", "direct"] and direct[3:7] == ["–", "–", "1", "1"]
     assert gateway[1] == "gw" and gateway[3].startswith("2.00")
     assert comparison.errors_cell("gw", 1) == "0/2"
+
+
+def test_the_load_generators_own_cpu_is_reported_beside_the_servers() -> None:
+    def measured(target: str, streams: int, client_cpu_s: float) -> Measurement:
+        samples = [RequestSample(True, 0.01, 1.0, 10, 10) for _ in range(4)]
+        return Measurement(target, streams, 0, LoadResult(samples, wall_s=2.0), 0.004, None, client_cpu_s)
+
+    comparison = Comparison([measured("direct", 1, 0.008), measured("pinned", 1, 0.012),
+                             measured("direct", 16, 0.020), measured("pinned", 16, 0.024)])
+    assert comparison.client_cpu_ms_per_request("pinned", 1).median == pytest.approx(3.0)
+    note = readings(comparison, [1, 16])[-1]
+    assert "2.00 / 3.00 ms at 1" in note and "5.00 / 6.00 ms at 16" in note
+
+
+def test_each_measured_load_records_what_the_load_generator_spent(engine: tuple[FakeEngine, str]) -> None:
+    _, url = engine
+    target = Target("direct", url, "m")
+    spec = LoadSpec(url, "m", streams=2, requests=6, max_duration_s=30)
+    measurements = asyncio.run(run_rounds([target], [2], 1, lambda _target, _streams: spec, lambda _line: None))
+    assert len(measurements) == 1 and measurements[0].client_cpu_s is not None
+    assert measurements[0].client_cpu_s > 0

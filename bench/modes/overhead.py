@@ -122,6 +122,14 @@ def readings(comparison: Comparison, levels: list[int]) -> list[str]:
         if not (math.isnan(ours) or math.isnan(engine)) and engine > 0:
             notes.append(f"{streams} stream(s): the gateway spent {ours / engine:.1f}× the fake engine's CPU time "
                          f"per request ({ours:.2f} ms against {engine:.2f} ms).")
+    client = {streams: (comparison.client_cpu_ms_per_request("direct", streams).median,
+                        comparison.client_cpu_ms_per_request("pinned", streams).median) for streams in levels}
+    if not any(math.isnan(value) for pair in client.values() for value in pair):
+        # Client, engine and gateway share the machine's cores: a heavy client slows both paths and hides part of
+        # what the gateway costs once the cores are saturated, so its share is stated beside the servers'.
+        notes.append("The load generator (httpx, in the bench's own process) spent " + ", ".join(
+            f"{direct:.2f} / {pinned:.2f} ms at {streams}" for streams, (direct, pinned) in client.items())
+            + " stream(s) of CPU per request (direct / pinned), on the same cores as the engine and the gateway.")
     return notes
 
 
