@@ -68,7 +68,7 @@ router-artifact: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out router_model/artifacts/default --embedder minilm-onnx --tune-epochs 1 \
 		--classifier knn+logreg --param k=30 --param regularisation=3 --param knn_weight=0.7 --param knn_dims=128 \
 		--eval-data $(ROUTER_DATA)/dev_eval.jsonl
-	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out .cache/router-fast --embedder static \
+	OMP_NUM_THREADS=1 $(BIN)/coe router train $(ROUTER_SAMPLE) --out .cache/router-fast --embedder static --param bigrams=24576 \
 		--param epochs=2 --eval-data $(ROUTER_DATA)/dev_eval.jsonl
 	$(BIN)/coe router cascade --artifact router_model/artifacts/default --fast .cache/router-fast \
 		--threshold $(ROUTER_THRESHOLD) --eval-data $(ROUTER_DATA)/dev_eval.jsonl

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from router_model.piece_bigrams import PieceBigrams
 from router_model.tokenising import WordPieces
 
 TABLE_FILE = "static.npz"
@@ -28,7 +29,8 @@ def file_sha256(path: Path) -> str:
 
 
 class StaticEmbedder:
-    """Rows of a word-piece table averaged with learned per-piece weights, then L2-normalised."""
+    """Rows of a word-piece table averaged with learned per-piece weights, then L2-normalised; a table saved
+    with `bigrams` (pairs of pieces) also averages the rows of the frequent pairs the text contains."""
 
     def __init__(self, table_path: Path, max_tokens: int = 256, sha256: str | None = None) -> None:
         self._table_path = table_path
@@ -37,6 +39,7 @@ class StaticEmbedder:
         self._pieces = WordPieces(max_tokens)
         self._table: np.ndarray | None = None
         self._weights: np.ndarray | None = None
+        self._bigrams: PieceBigrams | None = None
         with np.load(table_path, allow_pickle=False) as stored:
             self.dimension = int(stored["table"].shape[1])
 
@@ -57,13 +60,16 @@ class StaticEmbedder:
                 raise ValueError(f"{self._table_path}: checksum differs from the artifact's meta.json")
             with np.load(self._table_path, allow_pickle=False) as stored:
                 # float16 keeps the table at half the memory; gathered rows are widened per query.
+                table = stored["table"].astype(np.float16)
+                if "bigrams" in stored.files:  # set before the table: a thread that sees the table sees them
+                    self._bigrams = PieceBigrams(stored["bigrams"], len(table) - len(stored["bigrams"]))
                 self._weights = stored["weights"].astype(np.float32)
-                self._table = stored["table"].astype(np.float16)
+                self._table = table
         return self._table, self._weights
 
     def _pool(self, ids: Sequence[int]) -> np.ndarray:
         table, weights = self._loaded()
-        index = np.asarray(ids, dtype=np.int64)
+        index = np.asarray(ids, dtype=np.int64) if self._bigrams is None else self._bigrams.extended(ids)
         piece_weights = weights[index]
         vector = piece_weights @ table[index].astype(np.float32)
         vector /= max(float(np.linalg.norm(vector)), 1e-12)

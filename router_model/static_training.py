@@ -139,6 +139,7 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
 
     from router_model.calibration import fit_temperature
     from router_model.classifiers import LinearModel
+    from router_model.piece_bigrams import PieceBigrams, frequent_pairs
     from router_model.static_embedder import TABLE_FILE
     from router_model.tokenising import WordPieces
     from router_model.training import (
@@ -154,6 +155,13 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
     pieces = WordPieces(STATIC_MAX_TOKENS).pieces_batch([p.text for p in sample])
     table = _cached_table(config.cache_dir, log)
     params = dict(config.classifier_params)
+    pairs = frequent_pairs(pieces, int(params.pop("bigrams", 0)))
+    if len(pairs):
+        # The pairs' rows start at zero (they add nothing until trained) after the distilled single pieces.
+        bigrams = PieceBigrams(pairs, len(table))
+        table = np.concatenate([table, np.zeros((len(pairs), table.shape[1]), dtype=table.dtype)])
+        pieces = [bigrams.extended(ids).tolist() for ids in pieces]
+        log(f"the static stage also reads {len(pairs)} frequent word-piece pairs")
     held_out = calibration_split(len(sample), config.calibration_fraction, config.seed)
     temperature = 1.0
     if held_out.any():
@@ -166,7 +174,8 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
         temperature = fit_temperature(logits, labels[held])
     model = fine_tune(table, pieces, labels, len(categories), config.seed, log=log, **params)
     config.out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(config.out / TABLE_FILE, table=model.table, weights=model.weights)
+    arrays = {"table": model.table, "weights": model.weights, **({"bigrams": pairs} if len(pairs) else {})}
+    np.savez_compressed(config.out / TABLE_FILE, **arrays)  # type: ignore[arg-type]
     from router_model.static_embedder import file_sha256
 
     meta = {
@@ -178,6 +187,7 @@ def train_static_router(config: Any, log: Callable[[str], None] = print) -> Any:
             "sha256": file_sha256(config.out / TABLE_FILE),
             "dimension": int(model.table.shape[1]),
             "max_tokens": STATIC_MAX_TOKENS,
+            "bigrams": len(pairs),
         },
         "dimension": int(model.table.shape[1]),
         "temperature": temperature,

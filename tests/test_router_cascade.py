@@ -11,6 +11,7 @@ import pytest
 
 from router_model.cascade import CascadeRouter, attach_fast_stage, load_router
 from router_model.embedders import HashingEmbedder
+from router_model.piece_bigrams import PieceBigrams, frequent_pairs
 from router_model.query_router import QueryRouter
 from router_model.static_embedder import StaticEmbedder
 from router_model.static_training import train_static_router
@@ -70,6 +71,41 @@ def test_static_pooling_is_the_weighted_mean_of_the_pieces(tmp_path: Path) -> No
     np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), rtol=1e-5)
     assert set(timings) == {"tokenise", "embed"}
     assert embedder.embed(["", "\ud800", "🙂" * 500]).shape == (3, 8)
+
+
+def test_a_pair_of_pieces_in_the_table_adds_its_row_where_the_text_has_the_pair(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    ids = WordPieces(256).pieces("the trolley problem")
+    pairs = np.array([[ids[1], ids[2]], [ids[2], ids[1]]], dtype=np.int32)  # the second never occurs here
+    table = rng.standard_normal((VOCABULARY + len(pairs), 8)).astype(np.float16)
+    weights = rng.random(VOCABULARY + len(pairs)).astype(np.float32)
+    np.savez(tmp_path / "static.npz", table=table, weights=weights, bigrams=pairs)
+    rows = [*ids, VOCABULARY]  # the pieces, then the first pair's row
+    expected = weights[rows] @ table[rows].astype(np.float32)
+    vector = StaticEmbedder(tmp_path / "static.npz").embed(["the trolley problem"])[0]
+    np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), rtol=1e-4)
+    assert PieceBigrams(pairs, VOCABULARY).extended([ids[0]]).tolist() == [ids[0]]
+
+
+def test_the_most_frequent_pairs_are_kept_and_counted_once_per_text() -> None:
+    texts = [[1, 2, 1, 2, 1, 2], [1, 2, 3], [3, 4], [3, 4, 5], [5, 6]]
+    assert frequent_pairs(texts, 2).tolist() == [[1, 2], [3, 4]]
+    assert frequent_pairs(texts, 10).tolist() == [[1, 2], [3, 4]]  # pairs found in one text only are left out
+
+
+def test_static_stage_trained_with_pairs_stores_them_and_routes(
+    tiny_data: Path, tmp_path: Path, seeded_cache: Path
+) -> None:
+    config = TrainConfig(data=[tiny_data], out=tmp_path / "a", seed=0, cache_dir=seeded_cache,
+                         classifier_params={"epochs": 30, "batch_size": 8, "bigrams": 50})
+    write_router(train_static_router(config, log=lambda _line: None), tmp_path / "a")
+    with np.load(tmp_path / "a" / "static.npz") as stored:
+        pairs, table = stored["bigrams"], stored["table"]
+    assert 0 < len(pairs) <= 50 and len(table) == VOCABULARY + len(pairs)
+    assert np.abs(table[VOCABULARY:].astype(np.float32)).sum() > 0  # the pairs' rows were trained
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["embedder"]["bigrams"] == len(pairs) and "bigrams" not in meta["classifier"]["params"]
+    assert QueryRouter.load(tmp_path / "a").route("how do i reverse a list in python").category == "code"
 
 
 def test_changed_table_fails_its_checksum(tiny_data: Path, tmp_path: Path, seeded_cache: Path) -> None:

@@ -55,9 +55,10 @@ def test_shipped_router_is_a_cascade() -> None:
 
 
 def test_artifact_stays_small() -> None:
-    # The int8 MiniLM (23 MB) and the static stage's word-piece table (30,522 x 384, float16) are most of it.
+    # The int8 MiniLM (23 MB) and the static stage's table (30,522 word pieces and 24,576 piece pairs x 384,
+    # float16, 39 MB) are most of it.
     size = sum(path.stat().st_size for path in default_artifact_dir().rglob("*") if path.is_file())
-    assert size < 60 * 1024 * 1024
+    assert size < 70 * 1024 * 1024
 
 
 @pytest.mark.slow
