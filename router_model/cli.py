@@ -102,16 +102,18 @@ def _add_cascade(commands: argparse._SubParsersAction) -> None:
 
 
 def _cascade(args: argparse.Namespace) -> int:
+    from router_model.artifact import read_meta, record_scores
     from router_model.cascade import attach_fast_stage
 
+    before = read_meta(args.artifact)
     attach_fast_stage(args.artifact, args.fast, args.threshold)
     print(f"{args.artifact}: the fast stage decides at confidence >= {args.threshold}", file=sys.stderr)
     if args.eval_data:
-        from router_model.artifact import read_meta, record_scores
-
         name = args.eval_data.stem
-        alone = read_meta(args.artifact).get("scores", {}).get(name)
-        if alone is not None:
+        alone = before.get("scores", {}).get(name)
+        # Only an artifact that was not a cascade yet was scored by its second stage alone; a re-attached one's
+        # score is the previous cascade's, and its second-stage record stays as it is.
+        if alone is not None and not before.get("cascade"):
             record_scores(args.artifact, f"{name}_second_stage_alone", alone)
         report = _evaluate(args.artifact, args.eval_data, "prompt", "domain", latency_queries=200)
         record_scores(args.artifact, name, _scores_for_meta(report, args.eval_data))

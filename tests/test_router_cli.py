@@ -63,3 +63,20 @@ def test_custom_field_names(tmp_path: Path) -> None:
     out = tmp_path / "artifact"
     assert train(data, out, "--prompt-field", "text", "--label-field", "label") == 0
     assert json.loads((out / "meta.json").read_text())["categories"] == ["alpha", "beta"]
+
+
+def test_attaching_a_fast_stage_again_keeps_the_second_stages_own_score(tiny_data: Path, tmp_path: Path) -> None:
+    slow, fast = tmp_path / "slow", tmp_path / "fast"
+    assert train(tiny_data, slow, "--eval-data", str(tiny_data)) == 0
+    assert train(tiny_data, fast, "--seed", "1") == 0
+    alone = json.loads((slow / "meta.json").read_text())["scores"]["tiny"]
+
+    def cascade(threshold: str) -> dict:
+        assert main(["router", "cascade", "--artifact", str(slow), "--fast", str(fast), "--threshold", threshold,
+                     "--eval-data", str(tiny_data)]) == 0
+        return json.loads((slow / "meta.json").read_text())["scores"]
+
+    first = cascade("0.9")
+    assert first["tiny_second_stage_alone"] == alone and "second_stage_share" in first["tiny"]
+    again = cascade("0.6")  # the artifact is a cascade now: its score is the previous cascade's, not the stage's
+    assert again["tiny_second_stage_alone"] == alone
