@@ -17,14 +17,11 @@ class PieceBigrams:
     """Maps adjacent piece pairs to table rows `first_row + i` for the i-th stored pair; other pairs add nothing."""
 
     def __init__(self, pairs: np.ndarray, first_row: int) -> None:
-        self.pairs = np.asarray(pairs, dtype=np.int32).reshape(-1, 2)
+        pairs = np.asarray(pairs, dtype=np.int32).reshape(-1, 2)
         self.first_row = first_row
-        keys = self._keys(self.pairs[:, 0], self.pairs[:, 1])
+        keys = self._keys(pairs[:, 0], pairs[:, 1])
         self._order = np.argsort(keys, kind="stable")
         self._sorted = keys[self._order]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
 
     @staticmethod
     def _keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
